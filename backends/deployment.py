@@ -1,0 +1,53 @@
+"""A deployment: one named place a model runs (a backend kind, its model, where, and what it costs)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+BUNDLED_MODEL = "smollm2-135m-instruct"
+
+
+@dataclass(frozen=True)
+class DeploymentSpec:
+    """One deployment from the settings file; `model` is the name clients ask for."""
+
+    name: str
+    backend: str  # a registered backend kind: "local", "openai"
+    model: str
+    upstream_model: str = ""  # name sent to the backend; defaults to `model`
+    url: str = ""  # base URL of an OpenAI-compatible server, e.g. http://host:8000/v1
+    api_key_env: str = ""  # environment variable holding the upstream API key
+    path: str = ""  # local backend: an HF safetensors directory; empty = the bundled model
+    device: str = ""  # local backend: "cpu", "cuda"; empty = best available
+    usd_per_1m_input_tokens: float = 0.0
+    usd_per_1m_output_tokens: float = 0.0
+    max_concurrency: int = 8  # jobs one worker runs at once on this deployment
+    max_queue_depth: int = 256  # queued (not yet running) jobs before the proxy answers 429
+    context_window_tokens: int = 0  # 0 = ask the backend
+    timeout_s: float = 600.0  # upstream request timeout
+
+    def __post_init__(self) -> None:
+        if not self.name:
+            raise ValueError("a deployment needs a name")
+        if not self.model:
+            raise ValueError(f"deployment {self.name!r} needs a model")
+        if self.backend == "openai" and not self.url:
+            raise ValueError(f"deployment {self.name!r}: backend 'openai' needs url (e.g. http://127.0.0.1:8000/v1)")
+        for field_name in ("usd_per_1m_input_tokens", "usd_per_1m_output_tokens"):
+            if getattr(self, field_name) < 0:
+                raise ValueError(f"deployment {self.name!r}: {field_name} must be >= 0")
+        if self.max_concurrency < 1:
+            raise ValueError(f"deployment {self.name!r}: max_concurrency must be >= 1, got {self.max_concurrency}")
+        if self.max_queue_depth < 1:
+            raise ValueError(f"deployment {self.name!r}: max_queue_depth must be >= 1, got {self.max_queue_depth}")
+        if self.timeout_s <= 0:
+            raise ValueError(f"deployment {self.name!r}: timeout_s must be > 0")
+
+    @property
+    def backend_model(self) -> str:
+        return self.upstream_model or self.model
+
+
+def bundled_deployment() -> DeploymentSpec:
+    """The embedded default: the bundled SmolLM2 on the local engine."""
+    return DeploymentSpec(name="local-smollm2", backend="local", model=BUNDLED_MODEL)

@@ -1,0 +1,63 @@
+"""Events a backend emits for a job (text, finish, error); plain values that cross any queue as dicts."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any, Union
+
+from backends.errors import TamerError, error_from_code
+
+
+@dataclass(frozen=True)
+class TokenEvent:
+    """New text for the client (one or more tokens' worth)."""
+
+    text: str
+    num_tokens: int = 1
+
+
+@dataclass(frozen=True)
+class FinishEvent:
+    """The job ended normally; the counts are the backend's own (real tokenizer)."""
+
+    finish_reason: str  # "stop" | "length"
+    prompt_tokens: int
+    completion_tokens: int
+
+
+@dataclass(frozen=True)
+class ErrorEvent:
+    """The job failed; code/status map to an OpenAI-shaped error at the proxy."""
+
+    code: str
+    message: str
+    status: int = 500
+
+    @classmethod
+    def from_error(cls, err: TamerError) -> "ErrorEvent":
+        return cls(code=err.code, message=err.message, status=err.status)
+
+    def to_error(self) -> TamerError:
+        return error_from_code(self.code, self.message, self.status)
+
+
+Event = Union[TokenEvent, FinishEvent, ErrorEvent]
+
+_KINDS: dict[str, type] = {"token": TokenEvent, "finish": FinishEvent, "error": ErrorEvent}
+_NAMES = {cls: name for name, cls in _KINDS.items()}
+
+
+def event_to_dict(event: Event) -> dict[str, Any]:
+    return {"type": _NAMES[type(event)], **asdict(event)}
+
+
+def event_from_dict(data: dict[str, Any]) -> Event:
+    data = dict(data)
+    kind = data.pop("type")
+    if kind not in _KINDS:
+        raise ValueError(f"unknown event type {kind!r}; known: {sorted(_KINDS)}")
+    return _KINDS[kind](**data)
+
+
+def is_terminal(event: Event) -> bool:
+    return isinstance(event, (FinishEvent, ErrorEvent))

@@ -1,0 +1,1 @@
+"""Deploy: turn a fleet plan into cloud capacity and handle spot interruptions."""

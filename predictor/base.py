@@ -1,0 +1,61 @@
+"""The Predictor protocol, what it returns, and the registry of predictors by name."""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from typing import Any, Protocol, Sequence
+
+
+@dataclass(frozen=True)
+class ModelPrediction:
+    """What one candidate model is expected to do with a request."""
+
+    output_tokens_p10: float
+    output_tokens_p50: float
+    output_tokens_p90: float
+    p_as_good_as_strongest: float  # in [0, 1]
+
+    def __post_init__(self) -> None:
+        if not (0 <= self.output_tokens_p10 <= self.output_tokens_p50 <= self.output_tokens_p90):
+            raise ValueError(f"quantiles must be ordered and >= 0, got {self}")
+        if not 0.0 <= self.p_as_good_as_strongest <= 1.0:
+            raise ValueError(f"p_as_good_as_strongest must be in [0, 1], got {self.p_as_good_as_strongest}")
+
+
+@dataclass(frozen=True)
+class Prediction:
+    input_tokens: int
+    by_model: dict[str, ModelPrediction] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class PredictionInput:
+    """The request as the predictor sees it: plain values, no HTTP, no tokenizer."""
+
+    prompt_text: str
+    num_messages: int
+    max_tokens: int | None
+
+
+class Predictor(Protocol):
+    name: str
+
+    def predict(self, request: PredictionInput, models: Sequence[str]) -> Prediction: ...
+
+
+_REGISTRY: dict[str, str] = {
+    "heuristic": "predictor.heuristic:HeuristicPredictor",
+}
+
+
+def registered_predictors() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def create_predictor(name: str, **options: Any) -> Predictor:
+    target = _REGISTRY.get(name)
+    if target is None:
+        raise ValueError(f"unknown predictor {name!r}; registered: {registered_predictors()}")
+    module_name, attr = target.split(":")
+    return getattr(importlib.import_module(module_name), attr)(**options)

@@ -1,0 +1,1 @@
+"""Router: the OpenAI-compatible proxy, routing policies, and the request service between them."""

@@ -1,0 +1,154 @@
+"""The FastAPI app factory: OpenAI-compatible endpoints, /health, /metrics, OpenAI-shaped errors."""
+
+from __future__ import annotations
+
+import logging
+import time
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from pydantic import ValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import JSONResponse, Response
+
+from backends.errors import QueueFullError, TamerError
+from router.api import responses as R
+from router.api.http import check_auth, read_json_body
+from router.api.metrics import Metrics
+from router.api.streaming import collect_or_cancel, stream_chat, stream_completion
+from router.api.schemas import ChatCompletionRequest, CompletionRequest
+from router.config import GatewayConfig
+from router.gateway import Gateway
+from router.service import RoutedStream
+
+log = logging.getLogger("tamer.api")
+
+
+def decision_headers(routed: RoutedStream) -> dict[str, str]:
+    d = routed.decision
+    return {
+        "x-tamer-model": d.model,
+        "x-tamer-deployment": d.deployment,
+        "x-tamer-policy": d.policy,
+        "x-tamer-est-cost-usd": f"{d.est_cost_usd:.8f}",
+        "x-tamer-reason": d.reason.encode("ascii", "replace").decode(),
+        "x-request-id": routed.job_id,
+    }
+
+
+def _validation_message(err: ValidationError | RequestValidationError) -> tuple[str, str | None]:
+    first = err.errors()[0]
+    loc = [str(p) for p in first.get("loc", ()) if p != "body"]
+    param = ".".join(loc) or None
+    return (f"invalid field {param!r}: {first.get('msg')}" if param else str(first.get("msg"))), param
+
+
+def _error_response(err: TamerError) -> JSONResponse:
+    headers = {}
+    if isinstance(err, QueueFullError):
+        headers["Retry-After"] = str(max(1, round(err.retry_after_s)))
+    return JSONResponse(R.error_body_for(err), status_code=err.status, headers=headers)
+
+
+def create_app(config: GatewayConfig, gateway: Gateway | None = None) -> FastAPI:
+    """Build the proxy. The gateway (queue, backends, worker) starts with the app and stops with it."""
+    gateway = gateway or Gateway(config)
+    metrics = Metrics()
+    api_keys = [k.encode() for k in config.server.api_keys]
+    max_bytes = config.server.max_request_bytes
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        await gateway.start()
+        yield
+        await gateway.stop()
+
+    app = FastAPI(title="tamer", version=_version(), lifespan=lifespan, docs_url=None, redoc_url=None)
+    app.state.gateway = gateway
+    app.state.metrics = metrics
+
+    @app.exception_handler(TamerError)
+    async def _tamer_error(request: Request, err: TamerError) -> JSONResponse:
+        metrics.requests.labels(request.url.path, str(err.status)).inc()
+        return _error_response(err)
+
+    @app.exception_handler(ValidationError)
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, err: Any) -> JSONResponse:
+        metrics.requests.labels(request.url.path, "400").inc()
+        message, param = _validation_message(err)
+        return JSONResponse(R.error_body(message, "invalid_request_error", "invalid_request", param), 400)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, err: StarletteHTTPException) -> JSONResponse:
+        message = f"{request.method} {request.url.path}: {err.detail}"
+        return JSONResponse(R.error_body(message, "invalid_request_error", None), err.status_code)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, err: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s", request.url.path)
+        return JSONResponse(R.error_body(f"internal error: {err}", "server_error", "internal_error"), 500)
+
+    @app.get("/health")
+    async def health() -> dict[str, Any]:
+        return {"status": "ok", "deployments": sorted(gateway.backends),
+                "failed_deployments": gateway.failed_deployments}
+
+    @app.get("/metrics")
+    async def prometheus(request: Request) -> Response:
+        check_auth(request, api_keys)
+        for name in config.deployments[: len(config.deployments)]:
+            load = await gateway.queue.load(name.name)
+            metrics.queue_depth.labels(name.name).set(load.queue_depth)
+            metrics.in_flight.labels(name.name).set(load.num_in_flight)
+            metrics.workers_alive.labels(name.name).set(load.num_workers_alive)
+            backend = gateway.backends.get(name.name)
+            if hasattr(backend, "num_active"):
+                metrics.engine_sequences.labels(name.name).set(backend.num_active())
+        return Response(metrics.render(), media_type="text/plain; version=0.0.4")
+
+    @app.get("/v1/models")
+    async def models(request: Request) -> dict[str, Any]:
+        check_auth(request, api_keys)
+        created = int(time.time())
+        data = [{"id": m, "object": "model", "created": created, "owned_by": "tamer"}
+                for m in gateway.service.known_models()]
+        data.append({"id": "auto", "object": "model", "created": created, "owned_by": "tamer"})
+        return {"object": "list", "data": data}
+
+    async def _handle(request: Request, schema: type, endpoint: str) -> Response:
+        started_s = time.perf_counter()
+        check_auth(request, api_keys)
+        body = await read_json_body(request, max_bytes)
+        parsed = schema.model_validate(body)
+        routed = await gateway.service.start(parsed.to_generation_request(), parsed.model)
+        d = routed.decision
+        metrics.decisions.labels(d.policy, d.deployment, d.model).inc()
+        metrics.est_cost_usd.labels(d.deployment).inc(d.est_cost_usd)
+        headers = decision_headers(routed)
+        kind = "chat" if schema is ChatCompletionRequest else "completion"
+        if parsed.stream:
+            stream = stream_chat if kind == "chat" else stream_completion
+            return stream(routed, parsed.include_usage, metrics, endpoint, started_s, headers)
+        return await collect_or_cancel(request, routed, kind, metrics, endpoint, started_s, headers)
+
+    @app.post("/v1/chat/completions")
+    async def chat_completions(request: Request) -> Response:
+        return await _handle(request, ChatCompletionRequest, "/v1/chat/completions")
+
+    @app.post("/v1/completions")
+    async def completions(request: Request) -> Response:
+        return await _handle(request, CompletionRequest, "/v1/completions")
+
+    return app
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("tamer")
+    except PackageNotFoundError:
+        return "0+unknown"

@@ -1,0 +1,35 @@
+"""Prometheus metrics of the proxy, on a registry of its own (one per app, so tests can build many)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+_LATENCY_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.requests = Counter("tamer_requests", "HTTP requests answered", ["endpoint", "status"], registry=r)
+        self.request_duration_s = Histogram("tamer_request_duration_seconds", "Time from request to last byte",
+                                            ["endpoint"], buckets=_LATENCY_BUCKETS_S, registry=r)
+        self.ttft_s = Histogram("tamer_time_to_first_token_seconds", "Time from request to first token",
+                                ["deployment"], buckets=_LATENCY_BUCKETS_S, registry=r)
+        self.decisions = Counter("tamer_routing_decisions", "Routing decisions",
+                                 ["policy", "deployment", "model"], registry=r)
+        self.tokens = Counter("tamer_tokens", "Tokens processed", ["deployment", "kind"], registry=r)
+        self.est_cost_usd = Counter("tamer_estimated_cost_usd", "Estimated cost of routed requests",
+                                    ["deployment"], registry=r)
+        self.cancelled = Counter("tamer_requests_cancelled", "Requests whose client went away before the end",
+                                 ["deployment"], registry=r)
+        self.queue_depth = Gauge("tamer_queue_depth", "Jobs waiting", ["deployment"], registry=r)
+        self.in_flight = Gauge("tamer_jobs_in_flight", "Jobs claimed by a worker, not yet done",
+                               ["deployment"], registry=r)
+        self.workers_alive = Gauge("tamer_workers_alive", "Workers serving the deployment", ["deployment"],
+                                   registry=r)
+        self.engine_sequences = Gauge("tamer_engine_active_sequences", "Sequences live in a local engine",
+                                      ["deployment"], registry=r)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,5 @@
+"""Routing policies, registered by name; `create_policy(name)` builds one."""
+
+from router.policies.base import Candidate, Decision, RoutingPolicy, create_policy, registered_policies
+
+__all__ = ["Candidate", "Decision", "RoutingPolicy", "create_policy", "registered_policies"]

@@ -1,0 +1,147 @@
+"""The request service: predict, route, queue, and hand back the job's event stream.
+
+Errors before the first token (unknown model, no worker, queue full, prompt too long, upstream down)
+are raised from `start` so the proxy can answer with the right status; the stream it returns is
+bounded by the request timeout and cancels the job if the caller stops reading.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from typing import AsyncIterator, Sequence
+
+from backends.deployment import DeploymentSpec
+from backends.errors import BackendUnavailableError, JobTimeoutError
+from backends.events import ErrorEvent, Event, is_terminal
+from backends.job import GenerationRequest, Job, new_job_id
+from backends.workqueue.base import WorkQueue
+from predictor.base import PredictionInput, Predictor
+from router.errors import ModelNotFoundError
+from router.policies.base import Candidate, Decision, NoCandidateError, UnknownPolicyError, create_policy
+
+AUTO = "auto"
+
+
+@dataclass
+class RoutedStream:
+    """A routed, queued job: the decision, its first event (already received) and an iterator for the rest."""
+
+    job_id: str
+    decision: Decision
+    first: Event
+    rest: AsyncIterator[Event]
+
+    async def events(self) -> AsyncIterator[Event]:
+        yield self.first
+        if is_terminal(self.first):
+            return
+        async for event in self.rest:
+            yield event
+
+    async def aclose(self) -> None:
+        """Stop reading; cancels the job if it has not finished."""
+        await self.rest.aclose()
+
+
+def prediction_input(request: GenerationRequest) -> PredictionInput:
+    if request.kind == "chat":
+        text = "\n".join(str(m.get("content") or "") for m in request.messages)
+        return PredictionInput(prompt_text=text, num_messages=len(request.messages), max_tokens=request.max_tokens)
+    return PredictionInput(prompt_text=request.prompt, num_messages=0, max_tokens=request.max_tokens)
+
+
+class RequestService:
+    def __init__(self, deployments: Sequence[DeploymentSpec], queue: WorkQueue, predictor: Predictor,
+                 default_policy: str, request_timeout_s: float) -> None:
+        self.deployments = {d.name: d for d in deployments}
+        self.queue = queue
+        self.predictor = predictor
+        self.default_policy = default_policy
+        self.request_timeout_s = request_timeout_s
+        self._policies = {}
+        create_policy(default_policy)  # fail at startup, not on the first request
+
+    def known_models(self) -> list[str]:
+        return sorted({d.model for d in self.deployments.values()})
+
+    def _policy(self, name: str):
+        if name not in self._policies:
+            self._policies[name] = create_policy(name)
+        return self._policies[name]
+
+    def resolve(self, model: str) -> tuple[str, list[DeploymentSpec]]:
+        """`model` -> (policy name, candidate deployments). 'auto', 'auto:<policy>', a model or a deployment name."""
+        if model == AUTO or model.startswith(AUTO + ":"):
+            policy = model.split(":", 1)[1] if ":" in model else self.default_policy
+            try:
+                self._policy(policy)
+            except UnknownPolicyError as err:
+                raise ModelNotFoundError(f"model {model!r}: {err}") from err
+            return policy, list(self.deployments.values())
+        matches = [d for d in self.deployments.values() if d.model == model or d.name == model]
+        if not matches:
+            raise ModelNotFoundError(
+                f"model {model!r} is not served here; known models: {self.known_models()} "
+                f"(or 'auto', 'auto:<policy>' with policies {sorted(self._known_policies())})"
+            )
+        return self.default_policy, matches
+
+    @staticmethod
+    def _known_policies() -> list[str]:
+        from router.policies.base import registered_policies
+
+        return registered_policies()
+
+    async def route(self, request: GenerationRequest, model: str) -> Decision:
+        policy_name, specs = self.resolve(model)
+        pinput = prediction_input(request)
+        prediction = self.predictor.predict(pinput, sorted({s.model for s in specs}))
+        candidates = [Candidate(spec=s, load=await self.queue.load(s.name)) for s in specs]
+        try:
+            return self._policy(policy_name).route(pinput, prediction, candidates)
+        except NoCandidateError as err:
+            raise BackendUnavailableError(str(err)) from err
+
+    async def start(self, request: GenerationRequest, model: str) -> RoutedStream:
+        deadline_s = time.monotonic() + self.request_timeout_s
+        decision = await self.route(request, model)
+        spec = self.deployments[decision.deployment]
+        job = Job(job_id=new_job_id(), deployment=spec.name, model=spec.backend_model, request=request)
+        await self.queue.submit(job)
+        events = self._bounded(job.job_id, deadline_s)
+        try:
+            first = await events.__anext__()
+        except BaseException:
+            await events.aclose()
+            raise
+        if isinstance(first, ErrorEvent):
+            await events.aclose()
+            raise first.to_error()
+        return RoutedStream(job_id=job.job_id, decision=decision, first=first, rest=events)
+
+    async def _bounded(self, job_id: str, deadline_s: float) -> AsyncIterator[Event]:
+        """The job's events, ending with a JobTimeoutError at the deadline; cancels the job unless it finished."""
+        source = self.queue.events(job_id).__aiter__()
+        finished = False
+        try:
+            while True:
+                remaining_s = deadline_s - time.monotonic()
+                try:
+                    event = await asyncio.wait_for(source.__anext__(), max(remaining_s, 0.0))
+                except StopAsyncIteration:
+                    finished = True
+                    return
+                except asyncio.TimeoutError:
+                    raise JobTimeoutError(
+                        f"request timed out after {self.request_timeout_s:g} s (server.request_timeout_s)"
+                    ) from None
+                finished = is_terminal(event)
+                yield event
+                if finished:
+                    return
+        finally:
+            if not finished:
+                await self.queue.cancel(job_id)
+            await source.aclose()

@@ -1,0 +1,5 @@
+"""`python -m tamer` is the `tamer` command."""
+
+from tamer.cli import app
+
+app()

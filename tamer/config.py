@@ -1,0 +1,89 @@
+"""Settings: a TOML file plus TAMER_* environment variables, turned into frozen dataclasses.
+
+Precedence, lowest to highest: built-in defaults, the TOML file (`--config FILE` or TAMER_CONFIG),
+environment variables. With no file the embedded default serves: memory queue, one local deployment
+of the bundled SmolLM2-135M-Instruct, the heuristic predictor, the `cheapest` policy.
+
+Environment variables: TAMER_CONFIG, TAMER_HOST, TAMER_PORT, TAMER_API_KEYS (comma-separated),
+TAMER_QUEUE, TAMER_DEFAULT_POLICY, TAMER_MAX_REQUEST_BYTES, TAMER_REQUEST_TIMEOUT_S, TAMER_LOG_LEVEL.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Mapping
+
+from backends.deployment import DeploymentSpec, bundled_deployment
+from router.config import GatewayConfig, QueueSettings, RoutingSettings, ServerSettings
+
+Settings = GatewayConfig
+
+
+def _build(cls: type, data: Mapping[str, Any], section: str) -> Any:
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ValueError(f"unknown key(s) {unknown} in [{section}]; known: {sorted(known)}")
+    values = dict(data)
+    if "api_keys" in values:
+        values["api_keys"] = tuple(values["api_keys"])
+    return cls(**values)
+
+
+def _env_overrides(env: Mapping[str, str]) -> dict[str, dict[str, Any]]:
+    server: dict[str, Any] = {}
+    if "TAMER_HOST" in env:
+        server["host"] = env["TAMER_HOST"]
+    if "TAMER_PORT" in env:
+        server["port"] = int(env["TAMER_PORT"])
+    if "TAMER_API_KEYS" in env:
+        server["api_keys"] = tuple(k.strip() for k in env["TAMER_API_KEYS"].split(",") if k.strip())
+    if "TAMER_MAX_REQUEST_BYTES" in env:
+        server["max_request_bytes"] = int(env["TAMER_MAX_REQUEST_BYTES"])
+    if "TAMER_REQUEST_TIMEOUT_S" in env:
+        server["request_timeout_s"] = float(env["TAMER_REQUEST_TIMEOUT_S"])
+    if "TAMER_LOG_LEVEL" in env:
+        server["log_level"] = env["TAMER_LOG_LEVEL"]
+    out: dict[str, dict[str, Any]] = {"server": server, "queue": {}, "routing": {}}
+    if "TAMER_QUEUE" in env:
+        out["queue"]["kind"] = env["TAMER_QUEUE"]
+    if "TAMER_DEFAULT_POLICY" in env:
+        out["routing"]["default_policy"] = env["TAMER_DEFAULT_POLICY"]
+    return out
+
+
+def settings_from_dict(data: Mapping[str, Any], env: Mapping[str, str] | None = None) -> Settings:
+    """Build Settings from parsed TOML (`data`) and environment overrides (`env`)."""
+    unknown = sorted(set(data) - {"server", "queue", "routing", "deployments"})
+    if unknown:
+        raise ValueError(f"unknown section(s) {unknown}; known: ['deployments', 'queue', 'routing', 'server']")
+    overrides = _env_overrides(env or {})
+    server = _build(ServerSettings, {**data.get("server", {}), **overrides["server"]}, "server")
+    queue = _build(QueueSettings, {**data.get("queue", {}), **overrides["queue"]}, "queue")
+    routing = _build(RoutingSettings, {**data.get("routing", {}), **overrides["routing"]}, "routing")
+    raw_deployments = data.get("deployments")
+    if raw_deployments is None:
+        deployments: tuple[DeploymentSpec, ...] = (bundled_deployment(),)
+    else:
+        deployments = tuple(_build(DeploymentSpec, d, "deployments") for d in raw_deployments)
+    return Settings(server=server, queue=queue, routing=routing, deployments=deployments)
+
+
+def load_settings(path: str | Path | None = None, env: Mapping[str, str] | None = None) -> Settings:
+    """Read the settings file (if any) and the environment. Called once, at the edge (the CLI)."""
+    env = os.environ if env is None else env
+    path = path or env.get("TAMER_CONFIG") or None
+    data: dict[str, Any] = {}
+    if path is not None:
+        file = Path(path)
+        if not file.is_file():
+            raise ValueError(f"settings file {str(file)!r} does not exist")
+        with file.open("rb") as f:
+            try:
+                data = tomllib.load(f)
+            except tomllib.TOMLDecodeError as err:
+                raise ValueError(f"settings file {str(file)!r} is not valid TOML: {err}") from err
+    return settings_from_dict(data, env)

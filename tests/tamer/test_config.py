@@ -1,0 +1,64 @@
+"""Settings: defaults, TOML, environment overrides, and clear errors."""
+
+import pytest
+
+from tamer.config import load_settings, settings_from_dict
+
+
+def test_embedded_default_is_one_local_bundled_deployment():
+    s = load_settings(env={})
+    assert s.queue.kind == "memory" and s.routing.default_policy == "cheapest"
+    assert [(d.name, d.backend, d.model) for d in s.deployments] == [
+        ("local-smollm2", "local", "smollm2-135m-instruct")]
+    assert s.server.host == "127.0.0.1" and s.server.api_keys == ()
+
+
+def test_toml_file_and_env_precedence(tmp_path):
+    f = tmp_path / "tamer.toml"
+    f.write_text('''
+[server]
+port = 9100
+api_keys = ["k1"]
+[[deployments]]
+name = "up"
+backend = "openai"
+model = "gpt-x"
+url = "http://127.0.0.1:1/v1"
+usd_per_1m_output_tokens = 2.5
+''')
+    s = load_settings(f, env={"TAMER_PORT": "9200", "TAMER_API_KEYS": "a, b"})
+    assert s.server.port == 9200 and s.server.api_keys == ("a", "b")
+    assert s.deployments[0].usd_per_1m_output_tokens == 2.5
+    assert load_settings(env={"TAMER_CONFIG": str(f)}).server.port == 9100
+
+
+@pytest.mark.parametrize("data, message", [
+    ({"server": {"prot": 1}}, "unknown key\\(s\\) \\['prot'\\] in \\[server\\]"),
+    ({"servers": {}}, "unknown section"),
+    ({"server": {"port": 70000}}, "server.port must be in 0..65535"),
+    ({"deployments": []}, "at least one"),
+    ({"deployments": [{"name": "a", "backend": "openai", "model": "m"}]}, "needs url"),
+    ({"deployments": [{"name": "a", "backend": "local", "model": "m"}] * 2}, "unique"),
+    ({"deployments": [{"name": "a", "backend": "local", "model": "m", "max_concurrency": 0}]}, "max_concurrency"),
+])
+def test_bad_settings_say_what_is_wrong(data, message):
+    with pytest.raises(ValueError, match=message):
+        settings_from_dict(data, {})
+
+
+def test_missing_or_broken_file(tmp_path):
+    with pytest.raises(ValueError, match="does not exist"):
+        load_settings(tmp_path / "nope.toml", env={})
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[server\nport=")
+    with pytest.raises(ValueError, match="not valid TOML"):
+        load_settings(bad, env={})
+
+
+def test_importing_the_proxy_does_not_import_torch():
+    import subprocess
+    import sys
+
+    code = "import sys, router.api.app, router.service, tamer.cli, tamer.config; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
