@@ -25,6 +25,7 @@ class DeploymentSpec:
     max_queue_depth: int = 256  # queued (not yet running) jobs before the proxy answers 429
     context_window_tokens: int = 0  # 0 = ask the backend
     timeout_s: float = 600.0  # upstream request timeout
+    http_client: str = "fast"  # openai backend: "fast" (httptools) or "httpx" (proxies, redirects, HTTP/2)
 
     def __post_init__(self) -> None:
         if not self.name:

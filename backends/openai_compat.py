@@ -1,7 +1,7 @@
 """The `openai` backend: any OpenAI-compatible server (vLLM, SGLang, llama.cpp, a hosted API, another tamer).
 
-Requests are sent with `stream: true` and the upstream's SSE chunks become TokenEvents as they arrive,
-so the client's stream is passed through. Upstream errors keep their status when they are the
+A streaming client request streams upstream too, each SSE chunk becoming a TokenEvent as it arrives
+(pass-through); a non-streaming one is one upstream call. Upstream errors keep their status when they are the
 client's fault (4xx) and become 502/503 otherwise.
 """
 
@@ -10,8 +10,6 @@ from __future__ import annotations
 import json
 import os
 from typing import Any, AsyncIterator
-
-import httpx
 
 from backends.deployment import DeploymentSpec
 from backends.errors import (
@@ -23,19 +21,19 @@ from backends.errors import (
     UpstreamError,
 )
 from backends.events import Event, FinishEvent, TokenEvent
+from backends.http1 import HttpConnectError, HttpTimeoutError
 from backends.job import Job
+from backends.upstream_client import UpstreamClient, UpstreamResponse, create_upstream_client
 
 
 def build_payload(job: Job) -> tuple[str, dict[str, Any]]:
-    """The upstream path and JSON body for a job (pure: no I/O)."""
+    """The upstream path and JSON body for a job (pure: no I/O). Streams upstream iff the client streams."""
     request = job.request
-    body: dict[str, Any] = {
-        "model": job.model,
-        "stream": True,
-        "stream_options": {"include_usage": True},
-        "temperature": request.temperature,
-        "top_p": request.top_p,
-    }
+    body: dict[str, Any] = {"model": job.model, "stream": request.stream}
+    if request.stream:
+        body["stream_options"] = {"include_usage": True}
+    body["temperature"] = request.temperature
+    body["top_p"] = request.top_p
     if request.max_tokens is not None:
         body["max_tokens"] = request.max_tokens
     if request.seed is not None:
@@ -80,7 +78,7 @@ def _upstream_error(status: int, body: bytes) -> TamerError:
 class OpenAIBackend:
     def __init__(self, spec: DeploymentSpec) -> None:
         self.spec = spec
-        self._client: httpx.AsyncClient | None = None
+        self._client: UpstreamClient | None = None
 
     async def start(self) -> None:
         headers = {}
@@ -90,13 +88,10 @@ class OpenAIBackend:
                 raise ValueError(
                     f"deployment {self.spec.name!r}: environment variable {self.spec.api_key_env} is not set"
                 )
-            headers["Authorization"] = f"Bearer {key}"
-        self._client = httpx.AsyncClient(
-            base_url=self.spec.url.rstrip("/"),
-            headers=headers,
-            timeout=httpx.Timeout(self.spec.timeout_s, connect=5.0),
-            limits=httpx.Limits(max_connections=self.spec.max_concurrency * 2,
-                                max_keepalive_connections=self.spec.max_concurrency * 2),
+            headers["authorization"] = f"Bearer {key}"
+        self._client = create_upstream_client(
+            self.spec.http_client, self.spec.url, headers=headers, max_connections=self.spec.max_concurrency,
+            connect_timeout_s=5.0, read_timeout_s=self.spec.timeout_s,
         )
 
     async def close(self) -> None:
@@ -108,38 +103,67 @@ class OpenAIBackend:
         if self._client is None:
             raise BackendUnavailableError(f"deployment {self.spec.name!r} is not started")
         path, body = build_payload(job)
-        kind = job.request.kind
-        num_chunks = 0
-        finish_reason = None
-        usage: dict[str, Any] | None = None
+        payload = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
         try:
-            async with self._client.stream("POST", path, json=body) as response:
-                if response.status_code != 200:
-                    raise _upstream_error(response.status_code, await response.aread())
-                async for line in response.aiter_lines():
-                    if not line.startswith("data:"):
-                        continue
-                    data = line[5:].strip()
-                    if data == "[DONE]":
-                        break
-                    chunk = json.loads(data)
-                    if "error" in chunk:
-                        raise UpstreamError(f"upstream error mid-stream: {chunk['error']}")
-                    if chunk.get("usage"):
-                        usage = chunk["usage"]
-                    text, reason = _chunk_text(chunk, kind)
-                    finish_reason = reason or finish_reason
-                    if text:
-                        num_chunks += 1
-                        yield TokenEvent(text=text, num_tokens=1)
-        except httpx.TimeoutException as err:
-            raise JobTimeoutError(f"upstream {self.spec.url} timed out: {err!r}") from err
-        except httpx.TransportError as err:
-            raise BackendUnavailableError(f"upstream {self.spec.url} unreachable: {err!r}") from err
-        except json.JSONDecodeError as err:
-            raise UpstreamError(f"upstream sent a malformed stream chunk: {err}") from err
-        yield FinishEvent(
-            finish_reason=finish_reason or "stop",
-            prompt_tokens=int((usage or {}).get("prompt_tokens", 0)),
-            completion_tokens=int((usage or {}).get("completion_tokens", num_chunks)),
-        )
+            response = await self._client.post(path, payload)
+        except HttpTimeoutError as err:
+            raise JobTimeoutError(f"upstream {self.spec.url} timed out: {err}") from err
+        except HttpConnectError as err:
+            raise BackendUnavailableError(f"upstream {self.spec.url} unreachable: {err}") from err
+        try:
+            if response.status != 200:
+                raise _upstream_error(response.status, await response.read())
+            if body["stream"]:
+                async for event in _stream_events(response, job.request.kind):
+                    yield event
+            else:
+                for event in _whole_events(json.loads(await response.read()), job.request.kind):
+                    yield event
+        except HttpTimeoutError as err:
+            raise JobTimeoutError(f"upstream {self.spec.url} timed out: {err}") from err
+        except HttpConnectError as err:
+            raise UpstreamError(f"upstream {self.spec.url} broke off: {err}") from err
+        except (json.JSONDecodeError, KeyError, IndexError, TypeError, AttributeError) as err:
+            raise UpstreamError(f"upstream sent a malformed response: {err!r}") from err
+        finally:
+            await response.aclose()
+
+
+def _whole_events(data: dict[str, Any], kind: str) -> list[Event]:
+    """A non-streaming answer: the whole text as one TokenEvent, then the FinishEvent."""
+    choice = data["choices"][0]
+    text = ((choice.get("message") or {}).get("content") if kind == "chat" else choice.get("text")) or ""
+    usage = data.get("usage") or {}
+    completion_tokens = int(usage.get("completion_tokens", 0))
+    return [
+        TokenEvent(text=text, num_tokens=completion_tokens),
+        FinishEvent(finish_reason=choice.get("finish_reason") or "stop",
+                    prompt_tokens=int(usage.get("prompt_tokens", 0)), completion_tokens=completion_tokens),
+    ]
+
+
+async def _stream_events(response: UpstreamResponse, kind: str) -> AsyncIterator[Event]:
+    """SSE chunks from the upstream, one TokenEvent each, then the FinishEvent with the upstream's usage."""
+    num_chunks = 0
+    finish_reason = None
+    usage: dict[str, Any] = {}
+    async for line in response.iter_lines():
+        if not line.startswith("data:"):
+            continue
+        data = line[5:].strip()
+        if data == "[DONE]":
+            break
+        chunk = json.loads(data)
+        if "error" in chunk:
+            raise UpstreamError(f"upstream error mid-stream: {chunk['error']}")
+        usage = chunk.get("usage") or usage
+        text, reason = _chunk_text(chunk, kind)
+        finish_reason = reason or finish_reason
+        if text:
+            num_chunks += 1
+            yield TokenEvent(text=text, num_tokens=1)
+    yield FinishEvent(
+        finish_reason=finish_reason or "stop",
+        prompt_tokens=int(usage.get("prompt_tokens", 0)),
+        completion_tokens=int(usage.get("completion_tokens", num_chunks)),
+    )

@@ -124,16 +124,17 @@ class RequestService:
     async def _bounded(self, job_id: str, deadline_s: float) -> AsyncIterator[Event]:
         """The job's events, ending with a JobTimeoutError at the deadline; cancels the job unless it finished."""
         source = self.queue.events(job_id).__aiter__()
+        loop = asyncio.get_running_loop()
         finished = False
         try:
             while True:
-                remaining_s = deadline_s - time.monotonic()
                 try:
-                    event = await asyncio.wait_for(source.__anext__(), max(remaining_s, 0.0))
+                    async with asyncio.timeout_at(loop.time() + deadline_s - time.monotonic()):
+                        event = await source.__anext__()
                 except StopAsyncIteration:
                     finished = True
                     return
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     raise JobTimeoutError(
                         f"request timed out after {self.request_timeout_s:g} s (server.request_timeout_s)"
                     ) from None

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import tomllib
+import typing
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -28,7 +29,19 @@ def _build(cls: type, data: Mapping[str, Any], section: str) -> Any:
     if unknown:
         raise ValueError(f"unknown key(s) {unknown} in [{section}]; known: {sorted(known)}")
     values = dict(data)
+    hints = typing.get_type_hints(cls)
+    for key, value in values.items():
+        expected = hints[key]
+        if expected is float and isinstance(value, int) and not isinstance(value, bool):
+            values[key] = float(value)
+        elif expected in (int, str, bool) and (not isinstance(value, expected) or
+                                              (expected is int and isinstance(value, bool))):
+            raise ValueError(f"[{section}] {key} must be {expected.__name__}, got {value!r}")
+        elif expected is float and not isinstance(value, float):
+            raise ValueError(f"[{section}] {key} must be a number, got {value!r}")
     if "api_keys" in values:
+        if isinstance(values["api_keys"], str) or not all(isinstance(k, str) for k in values["api_keys"]):
+            raise ValueError(f"[{section}] api_keys must be a list of strings")
         values["api_keys"] = tuple(values["api_keys"])
     return cls(**values)
 

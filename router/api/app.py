@@ -134,13 +134,16 @@ def create_app(config: GatewayConfig, gateway: Gateway | None = None) -> FastAPI
             return stream(routed, parsed.include_usage, metrics, endpoint, started_s, headers)
         return await collect_or_cancel(request, routed, kind, metrics, endpoint, started_s, headers)
 
-    @app.post("/v1/chat/completions")
     async def chat_completions(request: Request) -> Response:
         return await _handle(request, ChatCompletionRequest, "/v1/chat/completions")
 
-    @app.post("/v1/completions")
     async def completions(request: Request) -> Response:
         return await _handle(request, CompletionRequest, "/v1/completions")
+
+    # Plain Starlette routes for the hot endpoints: they parse their own bodies, so FastAPI's
+    # dependency solving would be pure per-request overhead.
+    app.router.add_route("/v1/chat/completions", chat_completions, methods=["POST"])
+    app.router.add_route("/v1/completions", completions, methods=["POST"])
 
     return app
 

@@ -1,0 +1,90 @@
+"""Fixtures for the engine tests: the bundled SmolLM2 engine (loaded once) and tiny random-weight models."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+
+TINY_VOCAB_SIZE = 49152  # the bundled tokenizer's, so tiny models can share it
+
+
+@pytest.fixture(scope="session")
+def bundled_dir() -> Path:
+    """The bundled model converted to a Hugging Face directory (converted on the first run, cached after)."""
+    from backends.engine.bundled import bundled_model_dir
+
+    started = time.perf_counter()
+    path = bundled_model_dir()
+    print(f"\nbundled model ready in {time.perf_counter() - started:.1f} s at {path}")
+    return path
+
+
+@pytest.fixture(scope="session")
+def bundled_engine(bundled_dir):
+    from backends.engine.engine import LLMEngine
+
+    started = time.perf_counter()
+    engine = LLMEngine.from_pretrained(None, device="cpu", max_num_seqs=8)
+    print(f"\nbundled engine loaded in {time.perf_counter() - started:.1f} s")
+    return engine
+
+
+@pytest.fixture(scope="session")
+def tokenizer(bundled_engine):
+    return bundled_engine.tokenizer
+
+
+@pytest.fixture(scope="session")
+def make_tiny_model(tmp_path_factory, bundled_dir):
+    """make_tiny_model(kind, **config) -> directory of a tiny random-weight transformers model of `kind`."""
+
+    def make(kind: str, **overrides) -> Path:
+        return _save_tiny_model(kind, tmp_path_factory.mktemp(f"tiny-{kind}"), bundled_dir, **overrides)
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def load_hf():
+    """load_hf(model_dir) -> the same weights in Hugging Face transformers (skips when it is not installed)."""
+    return _hf_load
+
+
+def _save_tiny_model(kind: str, out_dir: Path, bundled_dir: Path, **overrides) -> Path:
+    transformers = pytest.importorskip("transformers")
+    import torch
+
+    config_classes = {"llama": transformers.LlamaConfig, "qwen2": transformers.Qwen2Config,
+                      "mistral": transformers.MistralConfig}
+    model_classes = {"llama": transformers.LlamaForCausalLM, "qwen2": transformers.Qwen2ForCausalLM,
+                     "mistral": transformers.MistralForCausalLM}
+    settings = dict(
+        vocab_size=TINY_VOCAB_SIZE, hidden_size=64, intermediate_size=96, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256, rope_theta=5000.0,
+        bos_token_id=1, eos_token_id=2, tie_word_embeddings=False,
+    )
+    settings.update(overrides)
+    torch.manual_seed(0)
+    model = model_classes[kind](config_classes[kind](**settings))
+    with torch.no_grad():  # random weights everywhere, biases and norms included, so every parameter matters
+        for param in model.parameters():
+            param.normal_(0.0, 0.5 if param.dim() == 1 else 0.1)
+    model.save_pretrained(out_dir)
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        shutil.copy(bundled_dir / name, out_dir / name)
+    return out_dir
+
+
+def _hf_load(model_dir: Path):
+    transformers = pytest.importorskip("transformers")
+    import torch
+
+    major, minor = (int(part) for part in transformers.__version__.split(".")[:2])
+    dtype_arg = "dtype" if (major, minor) >= (4, 56) else "torch_dtype"  # renamed in transformers 4.56
+    model = transformers.AutoModelForCausalLM.from_pretrained(
+        model_dir, attn_implementation="eager", **{dtype_arg: torch.float32}
+    )
+    return model.eval()
