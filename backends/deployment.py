@@ -25,6 +25,8 @@ class DeploymentSpec:
     max_queue_depth: int = 256  # queued (not yet running) jobs before the proxy answers 429
     context_window_tokens: int = 0  # 0 = ask the backend
     timeout_s: float = 600.0  # upstream request timeout
+    default_temperature: float = 1.0  # used when a request gives no temperature (local backend)
+    default_top_p: float = 1.0  # used when a request gives no top_p (local backend)
     http_client: str = "fast"  # openai backend: "fast" (httptools) or "httpx" (proxies, redirects, HTTP/2)
 
     def __post_init__(self) -> None:
@@ -41,6 +43,8 @@ class DeploymentSpec:
             raise ValueError(f"deployment {self.name!r}: max_concurrency must be >= 1, got {self.max_concurrency}")
         if self.max_queue_depth < 1:
             raise ValueError(f"deployment {self.name!r}: max_queue_depth must be >= 1, got {self.max_queue_depth}")
+        if not 0.0 <= self.default_temperature <= 2.0 or not 0.0 < self.default_top_p <= 1.0:
+            raise ValueError(f"deployment {self.name!r}: default_temperature must be in [0, 2], default_top_p in (0, 1]")
         if self.timeout_s <= 0:
             raise ValueError(f"deployment {self.name!r}: timeout_s must be > 0")
 
@@ -50,5 +54,6 @@ class DeploymentSpec:
 
 
 def bundled_deployment() -> DeploymentSpec:
-    """The embedded default: the bundled SmolLM2 on the local engine."""
-    return DeploymentSpec(name="local-smollm2", backend="local", model=BUNDLED_MODEL)
+    """The embedded default: the bundled SmolLM2 on the local engine, with its model card's sampling defaults."""
+    return DeploymentSpec(name="local-smollm2", backend="local", model=BUNDLED_MODEL, default_temperature=0.2,
+                          default_top_p=0.9)

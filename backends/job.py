@@ -18,8 +18,8 @@ class GenerationRequest:
     messages: tuple[dict[str, Any], ...] = ()  # chat: ({"role": ..., "content": str}, ...)
     prompt: str = ""  # completion
     max_tokens: int | None = None  # None: up to the model's context window
-    temperature: float = 1.0
-    top_p: float = 1.0
+    temperature: float | None = None  # None: the deployment's default
+    top_p: float | None = None
     seed: int | None = None
     stop: tuple[str, ...] = ()
     stream: bool = False

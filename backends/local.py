@@ -75,7 +75,9 @@ class LocalBackend:
                 f"and max_tokens asks for {max_tokens} more. Lower max_tokens to at most {room}.",
                 param="max_tokens",
             )
-        return SamplingParams(max_tokens=max_tokens, temperature=request.temperature, top_p=request.top_p,
+        temperature = self.spec.default_temperature if request.temperature is None else request.temperature
+        top_p = self.spec.default_top_p if request.top_p is None else request.top_p
+        return SamplingParams(max_tokens=max_tokens, temperature=temperature, top_p=top_p,
                               seed=request.seed, stop=request.stop)
 
     async def generate(self, job: Job) -> AsyncIterator[Event]:

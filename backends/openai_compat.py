@@ -32,8 +32,10 @@ def build_payload(job: Job) -> tuple[str, dict[str, Any]]:
     body: dict[str, Any] = {"model": job.model, "stream": request.stream}
     if request.stream:
         body["stream_options"] = {"include_usage": True}
-    body["temperature"] = request.temperature
-    body["top_p"] = request.top_p
+    if request.temperature is not None:
+        body["temperature"] = request.temperature
+    if request.top_p is not None:
+        body["top_p"] = request.top_p
     if request.max_tokens is not None:
         body["max_tokens"] = request.max_tokens
     if request.seed is not None:

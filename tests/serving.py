@@ -59,9 +59,12 @@ MODEL = "smollm2-135m-instruct"
 
 
 def local_deployment(**overrides):
-    from backends.deployment import DeploymentSpec
+    """The embedded default's deployment, with some fields changed."""
+    import dataclasses
 
-    return DeploymentSpec(**{"name": "local-smollm2", "backend": "local", "model": MODEL, **overrides})
+    from backends.deployment import bundled_deployment
+
+    return dataclasses.replace(bundled_deployment(), **overrides)
 
 
 def make_server(deployments=None, **server_settings) -> RunningServer:

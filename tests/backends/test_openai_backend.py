@@ -69,4 +69,4 @@ def test_payload_maps_fields():
     path, body = build_payload(Job(job_id="j", deployment="d", model="m", request=GenerationRequest(
         kind="completion", prompt="p")))
     assert path == "/completions"
-    assert body == {"model": "m", "stream": False, "temperature": 1.0, "top_p": 1.0, "prompt": "p"}
+    assert body == {"model": "m", "stream": False, "prompt": "p"}  # unset sampling fields: the upstream's defaults
