@@ -1,4 +1,9 @@
-"""Plain-torch reference of every hot op: the CPU path and the test oracle for the Triton kernels."""
+"""Plain-torch reference of every hot op: the CPU path and the test oracle for the Triton kernels.
+
+The paged KV cache of one layer is two tensors `key_cache`, `value_cache` of shape
+(num_blocks, block_size, num_kv_heads, head_dim); token t of a sequence lives in block
+`block_table[t // block_size]` at offset `t % block_size`, i.e. at slot `block * block_size + offset`.
+"""
 
 from __future__ import annotations
 
@@ -19,31 +24,49 @@ def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
     return weight * normed.to(x.dtype)
 
 
-def rope_cos_sin(
-    positions: torch.Tensor, inv_freq: torch.Tensor, dtype: torch.dtype, attention_scaling: float = 1.0
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Rotary tables for the given positions: angle[p, i] = p * inv_freq[i], repeated twice along the last axis.
+def fused_add_rms_norm(x: torch.Tensor, residual: torch.Tensor, weight: torch.Tensor,
+                       eps: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Residual add then RMSNorm: r = x + residual; y = rms_norm(r). Returns (y, r).
+
+    x, residual: (num_tokens, hidden_size), same dtype. A kernel may write r into `residual` and y into
+    `x` in place; callers must not rely on the inputs afterwards.
+    """
+    r = x + residual  # (num_tokens, hidden_size)
+    return rms_norm(r, weight, eps), r
+
+
+def rope_cos_sin(positions: torch.Tensor, inv_freq: torch.Tensor, dtype: torch.dtype,
+                 attention_scaling: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Half rotary tables for the given positions: angle[p, i] = p * inv_freq[i].
 
     cos = cos(angle) * attention_scaling, sin = sin(angle) * attention_scaling, computed in fp32, cast to dtype.
-    positions: (num_tokens,) int; inv_freq: (head_dim // 2,) fp32. Returns two (num_tokens, head_dim) tensors.
+    positions: (num_tokens,) int; inv_freq: (head_dim // 2,) fp32. Returns two (num_tokens, head_dim // 2) tensors.
     """
     angles = positions.float()[:, None] * inv_freq.float()[None, :]  # (num_tokens, head_dim // 2)
-    angles = torch.cat((angles, angles), dim=-1)  # (num_tokens, head_dim)
-    cos = (angles.cos() * attention_scaling).to(dtype)  # (num_tokens, head_dim)
-    sin = (angles.sin() * attention_scaling).to(dtype)  # (num_tokens, head_dim)
-    return cos, sin
+    return (angles.cos() * attention_scaling).to(dtype), (angles.sin() * attention_scaling).to(dtype)
 
 
-def rotary_embedding(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotary position embedding, NeoX / Hugging Face `rotate_half` layout.
+def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, is_neox: bool) -> torch.Tensor:
+    cos, sin = cos[:, None, :], sin[:, None, :]  # (num_tokens, 1, head_dim // 2)
+    if is_neox:
+        half = x.shape[-1] // 2
+        x1, x2 = x[..., :half], x[..., half:]  # (num_tokens, num_heads, head_dim // 2) each
+        return torch.cat((x1 * cos - x2 * sin, x2 * cos + x1 * sin), dim=-1)
+    x1, x2 = x[..., 0::2], x[..., 1::2]  # interleaved pairs (x[2i], x[2i+1])
+    return torch.stack((x1 * cos - x2 * sin, x2 * cos + x1 * sin), dim=-1).flatten(-2)
 
-    With x = [x1, x2] split in halves along head_dim: y = x * cos + [-x2, x1] * sin.
-    x: (num_tokens, num_heads, head_dim); cos, sin: (num_tokens, head_dim). Returns x's shape.
+
+def rotary_embedding(query: torch.Tensor, key: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, *,
+                     is_neox: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rotary position embedding of q and k. Returns (q', k'); a kernel may rotate in place and return its inputs.
+
+    Pair (a, b) of each head is rotated by the token's angle: a' = a cos - b sin, b' = b cos + a sin.
+    NeoX / Hugging Face layout (is_neox): pairs are (x[i], x[i + head_dim/2]); Llama-interleaved (GPT-J)
+    layout: pairs are (x[2i], x[2i+1]).
+    query: (num_tokens, num_heads, head_dim); key: (num_tokens, num_kv_heads, head_dim);
+    cos, sin: (num_tokens, head_dim // 2).
     """
-    half = x.shape[-1] // 2
-    x1, x2 = x[..., :half], x[..., half:]  # (num_tokens, num_heads, head_dim // 2) each
-    rotated = torch.cat((-x2, x1), dim=-1)  # (num_tokens, num_heads, head_dim)
-    return x * cos[:, None, :] + rotated * sin[:, None, :]
+    return _rotate(query, cos, sin, is_neox), _rotate(key, cos, sin, is_neox)
 
 
 def silu_and_mul(x: torch.Tensor) -> torch.Tensor:
@@ -55,36 +78,90 @@ def silu_and_mul(x: torch.Tensor) -> torch.Tensor:
     return F.silu(x[..., :half]) * x[..., half:]
 
 
-def attention(
-    query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, *, scale: float, query_start_pos: int
-) -> torch.Tensor:
-    """Causal grouped-query attention of new query tokens over a sequence's whole KV cache.
+def store_kv_cache(key: torch.Tensor, value: torch.Tensor, key_cache: torch.Tensor, value_cache: torch.Tensor,
+                   slot_mapping: torch.Tensor) -> None:
+    """Write each new token's key and value into its slot of the paged cache: cache[slot] = kv[t].
 
-    Query token i sits at position query_start_pos + i and attends to cached positions j <= that:
-    out_i = sum_j softmax_j(scale * q_i . k_j) v_j. Query head h reads KV head h // (num_heads // num_kv_heads).
-    The softmax runs in fp32; the result is cast back to the query's dtype.
-    query: (num_query_tokens, num_heads, head_dim); key, value: (num_kv_tokens, num_kv_heads, head_dim), where
-    num_kv_tokens = query_start_pos + num_query_tokens. Returns (num_query_tokens, num_heads, head_dim).
+    key, value: (num_tokens, num_kv_heads, head_dim); key_cache, value_cache: (num_blocks, block_size,
+    num_kv_heads, head_dim); slot_mapping: (num_tokens,) int64, slot = block * block_size + offset.
+    A negative slot means "do not store" (padding).
     """
-    num_query_tokens, num_heads, head_dim = query.shape
-    num_kv_tokens, num_kv_heads, _ = key.shape
-    if num_kv_tokens != query_start_pos + num_query_tokens:
-        raise ValueError(
-            f"the KV cache holds {num_kv_tokens} tokens but query_start_pos + num_query_tokens is "
-            f"{query_start_pos + num_query_tokens}; append this step's keys and values before attending"
-        )
-    group_size = num_heads // num_kv_heads
-    q = query.float().view(num_query_tokens, num_kv_heads, group_size, head_dim).permute(1, 2, 0, 3)
-    q = q.reshape(num_kv_heads, group_size * num_query_tokens, head_dim)  # rows ordered (group, query token)
-    k = key.float().transpose(0, 1)  # (num_kv_heads, num_kv_tokens, head_dim)
-    v = value.float().transpose(0, 1)  # (num_kv_heads, num_kv_tokens, head_dim)
-    scores = torch.matmul(q, k.transpose(1, 2)) * scale  # (num_kv_heads, group_size * num_query_tokens, num_kv_tokens)
-    if num_query_tokens > 1:
-        query_pos = torch.arange(num_query_tokens, device=query.device)[:, None] + query_start_pos
-        key_pos = torch.arange(num_kv_tokens, device=query.device)[None, :]
-        future = (key_pos > query_pos).repeat(group_size, 1)  # (group_size * num_query_tokens, num_kv_tokens)
-        scores = scores.masked_fill(future, float("-inf"))
-    probs = torch.softmax(scores, dim=-1)  # (num_kv_heads, group_size * num_query_tokens, num_kv_tokens)
-    out = torch.matmul(probs, v)  # (num_kv_heads, group_size * num_query_tokens, head_dim)
-    out = out.view(num_kv_heads, group_size, num_query_tokens, head_dim).permute(2, 0, 1, 3)
-    return out.reshape(num_query_tokens, num_heads, head_dim).to(query.dtype)
+    num_kv_heads, head_dim = key.shape[1], key.shape[2]
+    keep = slot_mapping >= 0  # (num_tokens,)
+    slots = slot_mapping[keep]
+    key_cache.view(-1, num_kv_heads, head_dim)[slots] = key[keep].to(key_cache.dtype)
+    value_cache.view(-1, num_kv_heads, head_dim)[slots] = value[keep].to(value_cache.dtype)
+
+
+def gather_kv(cache: torch.Tensor, block_tables: torch.Tensor, max_len: int) -> torch.Tensor:
+    """The first `max_len` tokens of each sequence's keys (or values), padded: (num_seqs, max_len, kv_heads, dim).
+
+    Entries past a sequence's length are whatever its (possibly padding) blocks hold; mask them.
+    cache: (num_blocks, block_size, num_kv_heads, head_dim); block_tables: (num_seqs, max_blocks) int.
+    """
+    block_size = cache.shape[1]
+    num_blocks = (max_len + block_size - 1) // block_size
+    table = block_tables[:, :num_blocks].long().clamp(min=0)  # (num_seqs, num_blocks); -1 holes read block 0
+    gathered = cache[table]  # (num_seqs, num_blocks, block_size, num_kv_heads, head_dim)
+    return gathered.flatten(1, 2)[:, :max_len]  # (num_seqs, max_len, num_kv_heads, head_dim)
+
+
+def paged_decode_attention(query: torch.Tensor, key_cache: torch.Tensor, value_cache: torch.Tensor,
+                           block_tables: torch.Tensor, context_lens: torch.Tensor, scale: float) -> torch.Tensor:
+    """One query token per sequence against its whole cached context (this step's token included).
+
+    out[s, h] = sum_{j < context_lens[s]} softmax_j(scale * q[s, h] . k[s, j, h // g]) v[s, j, h // g],
+    with g = num_heads // num_kv_heads (grouped-query attention). Softmax in fp32.
+    query: (num_seqs, num_heads, head_dim); block_tables: (num_seqs, max_blocks) int32 (unused entries may
+    hold anything); context_lens: (num_seqs,) int32, each >= 1. Returns (num_seqs, num_heads, head_dim).
+    """
+    num_seqs, num_heads, head_dim = query.shape
+    num_kv_heads = key_cache.shape[2]
+    group = num_heads // num_kv_heads
+    max_len = int(context_lens.max())
+    k = gather_kv(key_cache, block_tables, max_len).float()  # (num_seqs, max_len, num_kv_heads, head_dim)
+    v = gather_kv(value_cache, block_tables, max_len).float()
+    q = query.float().view(num_seqs, num_kv_heads, group, head_dim)  # (num_seqs, kv_heads, group, head_dim)
+    scores = torch.einsum("skgd,sjkd->skgj", q, k) * scale  # (num_seqs, kv_heads, group, max_len)
+    valid = torch.arange(max_len, device=query.device)[None, :] < context_lens[:, None].long()  # (num_seqs, max_len)
+    scores = scores.masked_fill(~valid[:, None, None, :], float("-inf"))
+    probs = torch.softmax(scores, dim=-1)
+    out = torch.einsum("skgj,sjkd->skgd", probs, v)  # (num_seqs, kv_heads, group, head_dim)
+    return out.reshape(num_seqs, num_heads, head_dim).to(query.dtype)
+
+
+def paged_prefill_attention(query: torch.Tensor, key_cache: torch.Tensor, value_cache: torch.Tensor,
+                            block_tables: torch.Tensor, query_start_loc: torch.Tensor, context_lens: torch.Tensor,
+                            scale: float) -> torch.Tensor:
+    """Causal attention for packed chunks of several sequences, keys and values read from the paged cache.
+
+    Sequence s has q_len = query_start_loc[s+1] - query_start_loc[s] query tokens, which are the last q_len
+    of its context_lens[s] cached tokens (this step's keys and values are already stored), so a cached
+    prefix (prefix reuse, earlier chunks of a chunked prefill) is attended to as well. Query token at
+    position p attends to positions j <= p: out = sum_j softmax_j(scale * q . k_j) v_j, GQA as in
+    paged_decode_attention, softmax in fp32.
+    query: (num_tokens, num_heads, head_dim) packed; block_tables: (num_seqs, max_blocks) int32;
+    query_start_loc: (num_seqs + 1,) int32; context_lens: (num_seqs,) int32. Returns query's shape.
+    """
+    num_heads, head_dim = query.shape[1], query.shape[2]
+    num_kv_heads = key_cache.shape[2]
+    out = torch.empty_like(query)
+    starts = query_start_loc.tolist()
+    lens = context_lens.tolist()
+    for s, context_len in enumerate(lens):
+        q_start, q_end = starts[s], starts[s + 1]
+        q_len = q_end - q_start
+        if q_len == 0:
+            continue
+        k = gather_kv(key_cache, block_tables[s:s + 1], context_len)[0]  # (context_len, num_kv_heads, head_dim)
+        v = gather_kv(value_cache, block_tables[s:s + 1], context_len)[0]
+        q = query[q_start:q_end].float().transpose(0, 1)  # (num_heads, q_len, head_dim)
+        k = k.float().transpose(0, 1)  # (num_kv_heads, context_len, head_dim)
+        v = v.float().transpose(0, 1)
+        q_pos = torch.arange(context_len - q_len, context_len, device=query.device)[:, None]  # (q_len, 1)
+        k_pos = torch.arange(context_len, device=query.device)[None, :]  # (1, context_len)
+        mask = k_pos <= q_pos  # (q_len, context_len)
+        o = F.scaled_dot_product_attention(q[None], k[None], v[None], attn_mask=mask, scale=scale,
+                                           enable_gqa=num_heads != num_kv_heads)  # (1, num_heads, q_len, head_dim)
+        out[q_start:q_end] = o[0].transpose(0, 1).to(query.dtype)
+    return out

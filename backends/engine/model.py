@@ -44,11 +44,21 @@ class Attention(nn.Module):
         q = q.view(num_tokens, self.num_heads, self.head_dim)  # (num_tokens, num_heads, head_dim)
         k = k.view(num_tokens, self.num_kv_heads, self.head_dim)  # (num_tokens, num_kv_heads, head_dim)
         v = v.view(num_tokens, self.num_kv_heads, self.head_dim)  # (num_tokens, num_kv_heads, head_dim)
-        q = ops.rotary_embedding(q, cos, sin)
-        k = ops.rotary_embedding(k, cos, sin)
+        q, k = ops.rotary_embedding(q, k, cos, sin)
         keys, values = cache.write(self.layer_idx, k, v)  # (num_cached + num_tokens, num_kv_heads, head_dim)
-        out = ops.attention(q, keys, values, scale=self.scale, query_start_pos=cache.num_tokens)
+        out = _contiguous_attention(q, keys, values, self.scale)
         return self.o_proj(out.reshape(num_tokens, self.q_size))  # (num_tokens, hidden_size)
+
+
+def _contiguous_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float) -> torch.Tensor:
+    """Causal GQA attention of the last q_len positions over one sequence's contiguous cache."""
+    q_len, context_len = q.shape[0], k.shape[0]
+    q_pos = torch.arange(context_len - q_len, context_len, device=q.device)[:, None]
+    mask = torch.arange(context_len, device=q.device)[None, :] <= q_pos  # (q_len, context_len)
+    out = torch.nn.functional.scaled_dot_product_attention(
+        q.float().transpose(0, 1)[None], k.float().transpose(0, 1)[None], v.float().transpose(0, 1)[None],
+        attn_mask=mask, scale=scale, enable_gqa=q.shape[1] != k.shape[1])  # (1, num_heads, q_len, head_dim)
+    return out[0].transpose(0, 1).to(q.dtype)  # (q_len, num_heads, head_dim)
 
 
 class MLP(nn.Module):
@@ -109,7 +119,7 @@ class CausalLM(nn.Module):
         start = cache.num_tokens
         positions = torch.arange(start, start + num_tokens, device=token_ids.device)  # (num_tokens,)
         h = self.model.embed_tokens(token_ids)  # (num_tokens, hidden_size)
-        cos, sin = ops.rope_cos_sin(positions, self.inv_freq, h.dtype)  # (num_tokens, head_dim) each
+        cos, sin = ops.rope_cos_sin(positions, self.inv_freq, h.dtype)  # (num_tokens, head_dim // 2) each
         cache.reserve(num_tokens)
         for layer in self.model.layers:
             h = layer(h, cos, sin, cache)  # (num_tokens, hidden_size)
