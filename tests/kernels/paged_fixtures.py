@@ -46,3 +46,15 @@ def paged_layout(context_lens: list[int], block_size: int, num_kv_heads: int, he
         keys.append(key_cache.view(-1, num_kv_heads, head_dim)[slots.to(device)])
         values.append(value_cache.view(-1, num_kv_heads, head_dim)[slots.to(device)])
     return key_cache, value_cache, tables.to(device), keys, values
+
+
+def scribble_table_padding(tables: torch.Tensor, context_lens: list[int], block_size: int, num_blocks: int,
+                           seed: int = 1) -> torch.Tensor:
+    """A copy of `tables` whose entries past each sequence's blocks hold random real block ids (other sequences'
+    blocks and holes), so a kernel that reads past a sequence's length picks up wrong keys instead of failing."""
+    g = torch.Generator().manual_seed(seed)
+    out = tables.clone().cpu()
+    for s, n in enumerate(context_lens):
+        used = (n + block_size - 1) // block_size
+        out[s, used:] = torch.randint(0, num_blocks, (out.shape[1] - used,), generator=g, dtype=torch.int32)
+    return out.to(tables.device)
