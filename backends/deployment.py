@@ -19,6 +19,7 @@ class DeploymentSpec:
     api_key_env: str = ""  # environment variable holding the upstream API key
     path: str = ""  # local backend: an HF safetensors directory; empty = the bundled model
     device: str = ""  # local backend: "cpu", "cuda"; empty = best available
+    kv_cache_gib: float = 0.0  # local backend: KV-cache memory; 0 = a fraction of free memory
     usd_per_1m_input_tokens: float = 0.0
     usd_per_1m_output_tokens: float = 0.0
     max_concurrency: int = 8  # jobs one worker runs at once on this deployment
@@ -45,6 +46,8 @@ class DeploymentSpec:
             raise ValueError(f"deployment {self.name!r}: max_queue_depth must be >= 1, got {self.max_queue_depth}")
         if not 0.0 <= self.default_temperature <= 2.0 or not 0.0 < self.default_top_p <= 1.0:
             raise ValueError(f"deployment {self.name!r}: default_temperature must be in [0, 2], default_top_p in (0, 1]")
+        if self.kv_cache_gib < 0:
+            raise ValueError(f"deployment {self.name!r}: kv_cache_gib must be >= 0 (0 = automatic)")
         if self.timeout_s <= 0:
             raise ValueError(f"deployment {self.name!r}: timeout_s must be > 0")
 

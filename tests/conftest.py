@@ -5,13 +5,13 @@ from __future__ import annotations
 import pytest
 
 from router.config import GatewayConfig
-from tests.serving import RunningServer
+from tests.serving import RunningServer, local_deployment
 
 
 @pytest.fixture(scope="session")
 def server():
     """The embedded default: memory queue, one local deployment of the bundled model."""
-    with RunningServer(GatewayConfig()) as s:
+    with RunningServer(GatewayConfig(deployments=(local_deployment(),))) as s:
         yield s
 
 

@@ -64,7 +64,7 @@ def local_deployment(**overrides):
 
     from backends.deployment import bundled_deployment
 
-    return dataclasses.replace(bundled_deployment(), **overrides)
+    return dataclasses.replace(bundled_deployment(), **{"kv_cache_gib": 0.25, **overrides})
 
 
 def make_server(deployments=None, **server_settings) -> RunningServer:

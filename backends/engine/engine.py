@@ -1,4 +1,9 @@
-"""LLMEngine: requests in, one step of tokens and streamable text out. Not thread-safe; drive it from one thread."""
+"""LLMEngine: requests in, one step of tokens and streamable text out. Not thread-safe; drive it from one thread.
+
+Each step the scheduler picks a token budget's worth of work from all live requests (decodes, prefill
+chunks, new admissions: continuous batching), the model runner runs it as one batch against the paged
+KV cache, and the sampler picks every finished row's next token with that request's own settings.
+"""
 
 from __future__ import annotations
 
@@ -20,10 +25,12 @@ from backends.engine.errors import (
     ModelNotFoundError,
     PromptTooLongError,
 )
+from backends.engine.block_manager import BlockManager
+from backends.engine.kv_cache import PagedKVCache, bytes_per_block, kv_cache_budget_bytes
 from backends.engine.model_runner import ModelRunner
-from backends.engine.sampler import new_generator, sample
+from backends.engine.sampler import TokenLogprobs, new_generator, sample_batch
 from backends.engine.sampling_params import SamplingParams
-from backends.engine.scheduler import Scheduler
+from backends.engine.scheduler import Scheduler, SchedulerConfig
 from backends.engine.sequence import Sequence
 from backends.engine.tokenizer import Tokenizer
 
@@ -45,6 +52,7 @@ class StepOutput:
     finish_reason: str | None  # "stop" (EOS / stop string / stop token) or "length"
     num_prompt_tokens: int
     num_output_tokens: int
+    logprobs: list[TokenLogprobs] | None = None  # one per new token, when the request asked for logprobs
 
 
 def resolve_device(device: str | None) -> torch.device:
@@ -78,42 +86,86 @@ def resolve_model_dir(model: str | None) -> tuple[Path, str]:
     return path, path.resolve().name
 
 
+@dataclass(frozen=True)
+class EngineConfig:
+    """How the engine batches and how much memory its KV cache takes."""
+
+    max_num_seqs: int = 64  # sequences running at once
+    max_num_batched_tokens: int = 512  # tokens per step (decodes + prefill chunks)
+    block_size: int = 16  # tokens per KV-cache block
+    kv_cache_gib: float | None = None  # None: a fraction of free memory (kv_cache.py)
+    num_kv_blocks: int | None = None  # exact block count (overrides kv_cache_gib; for tests)
+    enable_prefix_caching: bool = True
+    aging_per_step: float = 1.0  # see scheduler.py
+
+    def __post_init__(self) -> None:
+        if self.block_size < 1:
+            raise ValueError(f"block_size must be >= 1, got {self.block_size}")
+        if self.num_kv_blocks is not None and self.num_kv_blocks < 1:
+            raise ValueError(f"num_kv_blocks must be >= 1, got {self.num_kv_blocks}")
+        SchedulerConfig(self.max_num_seqs, self.max_num_batched_tokens, self.aging_per_step)  # validates
+
+
 class LLMEngine:
-    def __init__(
-        self, *, model, tokenizer: Tokenizer, config: ModelConfig, model_name: str, max_num_seqs: int = 8,
-    ) -> None:
+    def __init__(self, *, model, tokenizer: Tokenizer, config: ModelConfig, model_name: str,
+                 engine_config: EngineConfig | None = None) -> None:
         self.model = model
         self.tokenizer = tokenizer
         self.config = config
         self.model_name = model_name
-        self.max_model_len = config.max_model_len
+        self.engine_config = ec = engine_config or EngineConfig()
         self.device = model.lm_head.weight.device
         self.dtype = model.lm_head.weight.dtype
-        self.scheduler = Scheduler(max_num_seqs)
-        self.runner = ModelRunner(model, max_model_len=self.max_model_len)
+        num_blocks = ec.num_kv_blocks or self._num_blocks_for_budget(ec)
+        self.max_model_len = min(config.max_model_len, num_blocks * ec.block_size)
+        if self.max_model_len < 16:
+            raise ValueError(f"the KV cache holds only {num_blocks} blocks of {ec.block_size} tokens; "
+                             f"give it more memory (kv_cache_gib)")
+        self.cache = PagedKVCache(num_layers=config.num_hidden_layers, num_blocks=num_blocks,
+                                  block_size=ec.block_size, num_kv_heads=config.num_key_value_heads,
+                                  head_dim=config.head_dim, dtype=self.dtype, device=self.device)
+        self.block_manager = BlockManager(num_blocks, ec.block_size, enable_prefix_caching=ec.enable_prefix_caching)
+        self.scheduler = Scheduler(SchedulerConfig(ec.max_num_seqs, ec.max_num_batched_tokens, ec.aging_per_step),
+                                   self.block_manager)
+        self.runner = ModelRunner(model, self.cache)
         self._seqs: dict[str, Sequence] = {}
         self._generate_ids = itertools.count()
 
+    def _num_blocks_for_budget(self, ec: EngineConfig) -> int:
+        per_block = bytes_per_block(num_layers=self.config.num_hidden_layers, block_size=ec.block_size,
+                                    num_kv_heads=self.config.num_key_value_heads, head_dim=self.config.head_dim,
+                                    dtype=self.dtype)
+        return max(1, kv_cache_budget_bytes(self.device, ec.kv_cache_gib) // per_block)
+
     @classmethod
     def from_pretrained(
-        cls, model: str | None = None, *, device: str | None = None, dtype: str | None = None, max_num_seqs: int = 8,
+        cls, model: str | None = None, *, device: str | None = None, dtype: str | None = None,
+        max_num_seqs: int = 64, **engine_options,
     ) -> LLMEngine:
-        """model None or 'smollm2-135m-instruct' is the bundled model; otherwise a Hugging Face directory path."""
+        """model None or 'smollm2-135m-instruct' is the bundled model; otherwise a Hugging Face directory path.
+
+        engine_options are EngineConfig fields (max_num_batched_tokens, kv_cache_gib, block_size, ...).
+        """
         from backends.engine.weights import load_model
 
         started = time.perf_counter()
+        engine_config = EngineConfig(max_num_seqs=max_num_seqs, **engine_options)
         model_dir, model_name = resolve_model_dir(model)
         torch_device = resolve_device(device)
         torch_dtype = resolve_dtype(dtype, torch_device)
         config = ModelConfig.from_model_dir(model_dir)
         tokenizer = Tokenizer.from_model_dir(model_dir)
         network = load_model(model_dir, config, device=torch_device, dtype=torch_dtype)
-        log.info("loaded %s from %s on %s (%s) in %.1f s", model_name, model_dir, torch_device,
-                 str(torch_dtype).removeprefix("torch."), time.perf_counter() - started)
-        return cls(model=network, tokenizer=tokenizer, config=config, model_name=model_name,
-                   max_num_seqs=max_num_seqs)
+        engine = cls(model=network, tokenizer=tokenizer, config=config, model_name=model_name,
+                     engine_config=engine_config)
+        log.info("loaded %s from %s on %s (%s) in %.1f s; KV cache %d blocks x %d tokens (%.2f GiB)", model_name,
+                 model_dir, torch_device, str(torch_dtype).removeprefix("torch."), time.perf_counter() - started,
+                 engine.cache.num_blocks, engine.cache.block_size, engine.cache.nbytes / 2**30)
+        return engine
 
-    def add_request(self, request_id: str, prompt_token_ids: list[int], sampling: SamplingParams) -> None:
+    def add_request(self, request_id: str, prompt_token_ids: list[int], sampling: SamplingParams,
+                    priority: float | None = None) -> None:
+        """Queue a request. priority: lower runs first (e.g. predicted output tokens); None = FCFS."""
         if request_id in self._seqs:
             raise DuplicateRequestError(request_id)
         prompt = [int(t) for t in prompt_token_ids]
@@ -127,6 +179,8 @@ class LLMEngine:
             raise InvalidPromptError(
                 f"prompt token ids {bad[:5]} are outside this model's vocabulary [0, {vocab_size})"
             )
+        if priority is not None and not priority >= 0:
+            raise ValueError(f"priority must be >= 0 (lower runs first), got {priority!r}")
         stop_ids = set(sampling.stop_token_ids)
         if not sampling.ignore_eos:
             stop_ids.update(self.tokenizer.eos_token_ids)
@@ -137,18 +191,16 @@ class LLMEngine:
             max_output_tokens=min(sampling.max_tokens, self.max_model_len - len(prompt)),
             detokenizer=IncrementalDetokenizer(self.tokenizer.decode, stop=sampling.stop, context_ids=prompt),
             stop_token_ids=frozenset(stop_ids),
+            priority=priority or 0.0,
             generator=new_generator(sampling.seed, self.device),
         )
         self._seqs[request_id] = seq
         self.scheduler.add(seq)
 
     def abort(self, request_id: str) -> None:
-        """Drop a request and free its KV cache at once; an unknown or finished id is ignored."""
-        seq = self._seqs.pop(request_id, None)
-        if seq is None:
-            return
-        self.scheduler.remove(request_id)
-        self.runner.free(seq)
+        """Drop a request and free its KV-cache blocks at once; an unknown or finished id is ignored."""
+        if self._seqs.pop(request_id, None) is not None:
+            self.scheduler.remove(request_id)
 
     def has_unfinished(self) -> bool:
         return self.scheduler.has_unfinished()
@@ -156,20 +208,31 @@ class LLMEngine:
     def num_unfinished(self) -> int:
         return self.scheduler.num_unfinished()
 
+    def stats(self) -> dict[str, int]:
+        return {
+            "num_running": len(self.scheduler.running), "num_waiting": len(self.scheduler.waiting),
+            "num_kv_blocks": self.block_manager.num_blocks, "num_free_kv_blocks": self.block_manager.num_free_blocks,
+            "num_preemptions": self.scheduler.num_preemptions,
+            "num_prefix_hit_tokens": self.block_manager.num_prefix_hit_tokens,
+        }
+
     @torch.inference_mode()
     def step(self) -> list[StepOutput]:
-        """Run every scheduled sequence one token forward (its prefill on the first step); one output each."""
-        seqs = self.scheduler.schedule()
-        if not seqs:
+        """Run one scheduled batch; one StepOutput per sequence that got a new token."""
+        scheduled = self.scheduler.schedule()
+        if not scheduled:
             return []
-        outputs = []
-        for seq, logits in zip(seqs, self.runner.run(seqs)):
-            token_id = sample(logits, seq.sampling, seq.generator)
-            outputs.append(self._append(seq, token_id))
-        return outputs
+        batch = self.runner.prepare(scheduled)
+        logits = self.runner.run(batch)  # (num_sampling, vocab_size)
+        for s in batch.ordered:
+            s.seq.num_computed_tokens += s.num_tokens
+            self.block_manager.commit(s.seq, s.seq.num_computed_tokens)
+        seqs = [s.seq for s in batch.sampling]
+        token_ids, logprobs = sample_batch(logits, [q.sampling for q in seqs], [q.generator for q in seqs])
+        return [self._append(seq, token_id, lp) for seq, token_id, lp in zip(seqs, token_ids, logprobs)]
 
-    def _append(self, seq: Sequence, token_id: int) -> StepOutput:
-        seq.output_token_ids.append(token_id)
+    def _append(self, seq: Sequence, token_id: int, logprobs: TokenLogprobs | None) -> StepOutput:
+        seq.append_token(token_id)
         reason = None
         if token_id in seq.stop_token_ids:
             reason, text = "stop", seq.detokenizer.flush()
@@ -182,11 +245,11 @@ class LLMEngine:
         if reason is not None:
             seq.finish_reason = reason
             self.scheduler.finish(seq)
-            self.runner.free(seq)
             del self._seqs[seq.request_id]
         return StepOutput(
             request_id=seq.request_id, new_token_ids=[token_id], new_text=text, finished=reason is not None,
             finish_reason=reason, num_prompt_tokens=seq.num_prompt_tokens, num_output_tokens=seq.num_output_tokens,
+            logprobs=None if logprobs is None else [logprobs],
         )
 
     def generate(self, prompts: list[str], sampling: SamplingParams) -> list[str]:

@@ -1,79 +1,62 @@
-"""One sequence's KV cache: contiguous keys and values for every layer, grown by doubling."""
+"""The paged KV cache: one pool of fixed-size blocks per layer, sized from a memory budget.
+
+Storage is two tensors (keys, values) of shape (num_layers, num_blocks, block_size, num_kv_heads, head_dim),
+allocated once; which block holds which tokens is the block manager's business. The pool is zeroed so
+that masked-out slots never hold NaNs.
+"""
 
 from __future__ import annotations
 
+import os
+
 import torch
 
-_INITIAL_NUM_TOKENS = 128
+DEFAULT_CPU_FRACTION = 0.10  # of available memory, on CPU, when no budget is given
+DEFAULT_CPU_MAX_GIB = 4.0
+DEFAULT_GPU_FRACTION = 0.85  # of free GPU memory after the weights
 
 
-class KVCache:
-    """Keys and values of the tokens a sequence has computed so far, for every layer.
+class PagedKVCache:
+    def __init__(self, *, num_layers: int, num_blocks: int, block_size: int, num_kv_heads: int, head_dim: int,
+                 dtype: torch.dtype, device: torch.device | str) -> None:
+        shape = (num_layers, num_blocks, block_size, num_kv_heads, head_dim)
+        self.key = torch.zeros(shape, dtype=dtype, device=device)
+        self.value = torch.zeros(shape, dtype=dtype, device=device)
+        self.num_blocks = num_blocks
+        self.block_size = block_size
 
-    Storage is (num_layers, 2, capacity_tokens, num_kv_heads, head_dim); capacity doubles when a step needs more
-    room, up to max_num_tokens. A forward pass writes every layer with `write` and then calls `commit` once.
-    """
-
-    def __init__(
-        self, *, num_layers: int, num_kv_heads: int, head_dim: int, max_num_tokens: int,
-        dtype: torch.dtype, device: torch.device | str,
-    ) -> None:
-        self.num_layers = num_layers
-        self.num_kv_heads = num_kv_heads
-        self.head_dim = head_dim
-        self.max_num_tokens = max_num_tokens
-        self.dtype = dtype
-        self.device = torch.device(device)
-        self.num_tokens = 0  # tokens whose keys and values every layer holds
-        self._data: torch.Tensor | None = None  # (num_layers, 2, capacity_tokens, num_kv_heads, head_dim)
-
-    @property
-    def capacity_tokens(self) -> int:
-        return 0 if self._data is None else self._data.shape[2]
+    def layer(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(key_cache, value_cache) of layer i, each (num_blocks, block_size, num_kv_heads, head_dim)."""
+        return self.key[i], self.value[i]
 
     @property
     def nbytes(self) -> int:
-        return 0 if self._data is None else self._data.numel() * self._data.element_size()
+        return 2 * self.key.numel() * self.key.element_size()
 
-    def reserve(self, num_new_tokens: int) -> None:
-        """Make room for num_new_tokens more tokens, keeping what is cached."""
-        needed = self.num_tokens + num_new_tokens
-        if needed > self.max_num_tokens:
-            raise ValueError(
-                f"the KV cache holds at most {self.max_num_tokens} tokens (the context window); "
-                f"{self.num_tokens} cached + {num_new_tokens} new do not fit"
-            )
-        if needed <= self.capacity_tokens:
-            return
-        capacity = max(_INITIAL_NUM_TOKENS, self.capacity_tokens)
-        while capacity < needed:
-            capacity *= 2
-        capacity = min(capacity, self.max_num_tokens)
-        data = torch.empty(
-            (self.num_layers, 2, capacity, self.num_kv_heads, self.head_dim), dtype=self.dtype, device=self.device
-        )
-        if self._data is not None and self.num_tokens:
-            data[:, :, : self.num_tokens] = self._data[:, :, : self.num_tokens]
-        self._data = data
 
-    def write(self, layer: int, key: torch.Tensor, value: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Store this step's keys and values for one layer; returns that layer's keys and values so far.
+def bytes_per_block(*, num_layers: int, block_size: int, num_kv_heads: int, head_dim: int,
+                    dtype: torch.dtype) -> int:
+    return 2 * num_layers * block_size * num_kv_heads * head_dim * torch.tensor([], dtype=dtype).element_size()
 
-        key, value: (num_new_tokens, num_kv_heads, head_dim). Returns two (num_tokens + num_new_tokens,
-        num_kv_heads, head_dim) views. Call `reserve` first.
-        """
-        if self._data is None:
-            raise RuntimeError("KVCache.write before reserve (or after free); call reserve(num_new_tokens) first")
-        end = self.num_tokens + key.shape[0]
-        self._data[layer, 0, self.num_tokens:end] = key
-        self._data[layer, 1, self.num_tokens:end] = value
-        return self._data[layer, 0, :end], self._data[layer, 1, :end]
 
-    def commit(self, num_new_tokens: int) -> None:
-        """Mark the tokens every layer has just written as cached."""
-        self.num_tokens += num_new_tokens
+def _available_cpu_bytes() -> int:
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
 
-    def free(self) -> None:
-        """Release the storage at once; the cache is empty afterwards."""
-        self._data = None
-        self.num_tokens = 0
+
+def kv_cache_budget_bytes(device: torch.device, kv_cache_gib: float | None) -> int:
+    """The KV-cache budget: kv_cache_gib if given, else a fraction of free memory on the device."""
+    if kv_cache_gib is not None:
+        if kv_cache_gib <= 0:
+            raise ValueError(f"kv_cache_gib must be > 0, got {kv_cache_gib}")
+        return int(kv_cache_gib * 2**30)
+    if device.type == "cuda":
+        free_bytes, _ = torch.cuda.mem_get_info(device)
+        return int(free_bytes * DEFAULT_GPU_FRACTION)
+    return int(min(_available_cpu_bytes() * DEFAULT_CPU_FRACTION, DEFAULT_CPU_MAX_GIB * 2**30))

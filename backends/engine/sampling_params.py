@@ -17,6 +17,7 @@ class SamplingParams:
     stop: tuple[str, ...] = ()
     stop_token_ids: tuple[int, ...] = ()
     ignore_eos: bool = False
+    logprobs: int | None = None  # return the sampled token's logprob and this many top alternatives (0-20)
 
     def __post_init__(self) -> None:
         # Lists (as JSON gives them) and a lone string are accepted and stored as tuples.
@@ -35,6 +36,8 @@ class SamplingParams:
             raise ValueError(f"stop must hold non-empty strings, got {stop!r}")
         if any(not isinstance(t, int) or t < 0 for t in self.stop_token_ids):
             raise ValueError(f"stop_token_ids must hold token ids >= 0, got {self.stop_token_ids!r}")
+        if self.logprobs is not None and (not isinstance(self.logprobs, int) or not 0 <= self.logprobs <= 20):
+            raise ValueError(f"logprobs must be an integer in 0..20 or None, got {self.logprobs!r}")
         if self.seed is not None and not isinstance(self.seed, int):
             raise ValueError(f"seed must be an integer or None, got {self.seed!r}")
 

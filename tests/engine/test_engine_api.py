@@ -39,23 +39,29 @@ def drain(engine: LLMEngine) -> dict[str, list]:
     return outputs
 
 
-def test_abort_frees_the_sequence_and_its_cache(tiny_engine):
+def test_abort_frees_the_sequence_and_its_blocks_at_once(tiny_engine):
     sampling = SamplingParams(max_tokens=20, temperature=0.0, ignore_eos=True)
+    blocks = tiny_engine.block_manager
+    free_before = blocks.num_free_blocks
     for request_id in ("a", "b", "c"):
         tiny_engine.add_request(request_id, [5, 6, 7], sampling)
     tiny_engine.step()
     running = {seq.request_id: seq for seq in tiny_engine.scheduler.running}
     assert set(running) == {"a", "b"} and tiny_engine.num_unfinished() == 3  # "c" waits: max_num_seqs=2
-    assert running["a"].kv_cache.nbytes > 0
+    held_by_a = len(running["a"].block_table)
+    assert held_by_a > 0
 
     tiny_engine.abort("a")
     assert tiny_engine.num_unfinished() == 2
-    assert running["a"].kv_cache is None and running["a"].status is SequenceStatus.FINISHED
+    assert running["a"].block_table == [] and running["a"].status is SequenceStatus.FINISHED
+    assert blocks.num_free_blocks == free_before - len(running["b"].block_table)
     tiny_engine.abort("c")  # still waiting
     tiny_engine.abort("never-added")  # unknown ids are ignored
     assert tiny_engine.num_unfinished() == 1
     assert set(drain(tiny_engine)) == {"b"}
     assert not tiny_engine.has_unfinished()
+    assert blocks.num_free_blocks == free_before
+    blocks.check_invariants([])
     tiny_engine.add_request("a", [5], SamplingParams(max_tokens=1))  # an aborted id can be reused
     drain(tiny_engine)
 
