@@ -14,7 +14,7 @@ from torch import nn
 from backends.engine.attention_metadata import AttentionMetadata
 from backends.engine.config import ModelConfig
 from backends.engine.kv_cache import PagedKVCache
-from kernels import reference as ops  # the dispatch (kernels.ops) replaces this once the Triton kernels land
+from kernels import ops
 
 
 class RMSNorm(nn.Module):
