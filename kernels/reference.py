@@ -88,9 +88,10 @@ def store_kv_cache(key: torch.Tensor, value: torch.Tensor, key_cache: torch.Tens
     """
     num_kv_heads, head_dim = key.shape[1], key.shape[2]
     keep = slot_mapping >= 0  # (num_tokens,)
-    slots = slot_mapping[keep]
-    key_cache.view(-1, num_kv_heads, head_dim)[slots] = key[keep].to(key_cache.dtype)
-    value_cache.view(-1, num_kv_heads, head_dim)[slots] = value[keep].to(value_cache.dtype)
+    if not bool(keep.all()):
+        slot_mapping, key, value = slot_mapping[keep], key[keep], value[keep]
+    key_cache.view(-1, num_kv_heads, head_dim).index_copy_(0, slot_mapping, key.to(key_cache.dtype))
+    value_cache.view(-1, num_kv_heads, head_dim).index_copy_(0, slot_mapping, value.to(value_cache.dtype))
 
 
 def gather_kv(cache: torch.Tensor, block_tables: torch.Tensor, max_len: int) -> torch.Tensor:
@@ -99,11 +100,12 @@ def gather_kv(cache: torch.Tensor, block_tables: torch.Tensor, max_len: int) -> 
     Entries past a sequence's length are whatever its (possibly padding) blocks hold; mask them.
     cache: (num_blocks, block_size, num_kv_heads, head_dim); block_tables: (num_seqs, max_blocks) int.
     """
-    block_size = cache.shape[1]
+    total_blocks, block_size, num_kv_heads, head_dim = cache.shape
+    num_seqs = block_tables.shape[0]
     num_blocks = (max_len + block_size - 1) // block_size
-    table = block_tables[:, :num_blocks].long().clamp(min=0)  # (num_seqs, num_blocks); -1 holes read block 0
-    gathered = cache[table]  # (num_seqs, num_blocks, block_size, num_kv_heads, head_dim)
-    return gathered.flatten(1, 2)[:, :max_len]  # (num_seqs, max_len, num_kv_heads, head_dim)
+    table = block_tables[:, :num_blocks].reshape(-1).long().clamp(min=0)  # -1 holes read block 0
+    rows = torch.index_select(cache.view(total_blocks, -1), 0, table)  # (num_seqs * num_blocks, block numel)
+    return rows.view(num_seqs, num_blocks * block_size, num_kv_heads, head_dim)[:, :max_len]
 
 
 def paged_decode_attention(query: torch.Tensor, key_cache: torch.Tensor, value_cache: torch.Tensor,
@@ -115,19 +117,15 @@ def paged_decode_attention(query: torch.Tensor, key_cache: torch.Tensor, value_c
     query: (num_seqs, num_heads, head_dim); block_tables: (num_seqs, max_blocks) int32 (unused entries may
     hold anything); context_lens: (num_seqs,) int32, each >= 1. Returns (num_seqs, num_heads, head_dim).
     """
-    num_seqs, num_heads, head_dim = query.shape
-    num_kv_heads = key_cache.shape[2]
-    group = num_heads // num_kv_heads
+    num_heads, num_kv_heads = query.shape[1], key_cache.shape[2]
     max_len = int(context_lens.max())
     k = gather_kv(key_cache, block_tables, max_len).float()  # (num_seqs, max_len, num_kv_heads, head_dim)
     v = gather_kv(value_cache, block_tables, max_len).float()
-    q = query.float().view(num_seqs, num_kv_heads, group, head_dim)  # (num_seqs, kv_heads, group, head_dim)
-    scores = torch.einsum("skgd,sjkd->skgj", q, k) * scale  # (num_seqs, kv_heads, group, max_len)
     valid = torch.arange(max_len, device=query.device)[None, :] < context_lens[:, None].long()  # (num_seqs, max_len)
-    scores = scores.masked_fill(~valid[:, None, None, :], float("-inf"))
-    probs = torch.softmax(scores, dim=-1)
-    out = torch.einsum("skgj,sjkd->skgd", probs, v)  # (num_seqs, kv_heads, group, head_dim)
-    return out.reshape(num_seqs, num_heads, head_dim).to(query.dtype)
+    out = F.scaled_dot_product_attention(
+        query.float()[:, :, None, :], k.transpose(1, 2), v.transpose(1, 2), attn_mask=valid[:, None, None, :],
+        scale=scale, enable_gqa=num_heads != num_kv_heads)  # (num_seqs, num_heads, 1, head_dim)
+    return out[:, :, 0, :].to(query.dtype)
 
 
 def paged_prefill_attention(query: torch.Tensor, key_cache: torch.Tensor, value_cache: torch.Tensor,
