@@ -35,15 +35,17 @@ class EngineThread:
         if self._thread.is_alive():
             self._thread.join(timeout_s)
 
-    def submit(self, request_id: str, prompt_token_ids: list[int], sampling: Any) -> asyncio.Queue:
-        """Start a request; returns the queue its StepOutputs (or an Exception) will arrive on."""
+    def submit(self, request_id: str, prompt_token_ids: list[int], sampling: Any,
+               priority: float | None = None) -> asyncio.Queue:
+        """Start a request (priority: lower runs first, None = FCFS); returns the queue its StepOutputs
+        (or an Exception) will arrive on."""
         loop = asyncio.get_running_loop()
         sink: asyncio.Queue = asyncio.Queue()
 
         def add() -> None:
             self._sinks[request_id] = (loop, sink)
             try:
-                self.engine.add_request(request_id, prompt_token_ids, sampling)
+                self.engine.add_request(request_id, prompt_token_ids, sampling, priority=priority)
             except Exception as err:  # reported to the caller, the engine keeps running
                 self._sinks.pop(request_id, None)
                 loop.call_soon_threadsafe(sink.put_nowait, err)
