@@ -1,1 +1,3 @@
-"""GPU kernels for the engine's hot ops, each with a plain-torch reference in `kernels.reference`."""
+"""The engine's hot ops: `kernels.ops` dispatches each to its Triton kernel (`kernels.triton`) or to its plain-torch
+reference (`kernels.reference`, the CPU path and the test oracle). Importing this package imports neither triton
+nor torch."""

@@ -2,7 +2,7 @@
 
 A tiny random-weight Llama (2 layers, hidden 64, 4 heads / 2 kv heads, the bundled tokenizer's vocabulary) runs
 greedy on a few prompts once with `kernels.ops` forced to "reference" and once to "triton" (on CPU: triton's
-interpreter, fp32), with small blocks and a small token budget so chunked prefill and paged decode both run.
+interpreter; fp32 on CUDA too), with small blocks and a small token budget so chunked prefill and paged decode both run.
 """
 
 from __future__ import annotations
@@ -47,11 +47,10 @@ def greedy_tokens(model_dir: Path, device: str) -> list[list[int]]:
     from backends.engine.engine import LLMEngine
     from backends.engine.sampling_params import SamplingParams
 
-    try:  # small blocks and budget: chunked prefill over a cached prefix, several blocks per sequence
-        engine = LLMEngine.from_pretrained(str(model_dir), device=device, max_num_seqs=4, block_size=4,
-                                           max_num_batched_tokens=8)
-    except TypeError:  # an engine without those options
-        engine = LLMEngine.from_pretrained(str(model_dir), device=device, max_num_seqs=4)
+    # fp32 on GPU too, so that argmax ties cannot split the paths; small blocks and a small token budget give
+    # chunked prefill over a cached prefix and several blocks per sequence
+    engine = LLMEngine.from_pretrained(str(model_dir), device=device, dtype="float32", max_num_seqs=4,
+                                       block_size=4, max_num_batched_tokens=8)
     sampling = SamplingParams(max_tokens=NUM_NEW_TOKENS, temperature=0.0, ignore_eos=True)
     outputs: dict[str, list[int]] = {}
     for i, prompt in enumerate(PROMPTS):
