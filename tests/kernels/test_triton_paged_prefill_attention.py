@@ -12,12 +12,12 @@ from tests.kernels.tolerances import ATTENTION, assert_close
 pytest.importorskip("triton")
 
 # (context_lens, query_lens, block_size): query tokens are the last query_lens of each context
-LAYOUTS = [
-    ([5], [5], 16),  # a whole prompt
-    ([40, 9, 70], [8, 9, 1], 16),  # a chunk after a cached prefix, a whole prompt, a decode token
-    ([33, 20, 17, 3], [0, 20, 17, 1], 5),  # a sequence with no query tokens; a block size that is not a power of 2
-]
-HEADS = [(4, 4, 64), (9, 3, 64), (8, 2, 128)]  # (num_heads, num_kv_heads, head_dim): GQA ratios 1, 3, 4
+WHOLE_PROMPT = ([5], [5], 16)
+MIXED = ([40, 9, 70], [8, 9, 1], 16)  # a chunk after a cached prefix, a whole prompt, a decode token
+RAGGED = ([33, 20, 17, 3], [0, 20, 17, 1], 5)  # a sequence with no query tokens; a block size not a power of 2
+MHA, GQA3, GQA4 = (4, 4, 64), (9, 3, 64), (8, 2, 128)  # (num_heads, num_kv_heads, head_dim)
+SMALL = [(*WHOLE_PROMPT, *MHA), (*MIXED, *MHA), (*MIXED, *GQA3), (*MIXED, *GQA4), (*RAGGED, *GQA3),
+         (*RAGGED, *GQA4)]
 FULL = [
     ([4096], [4096], 16, 32, 8, 128),  # a 4k prompt, Llama-3-8B layer
     ([1023, 3000, 7, 1], [1023, 512, 7, 1], 16, 32, 8, 128),  # mixed: prompt, chunk after prefix, short, decode
@@ -49,8 +49,7 @@ def check_prefill(case, config: dict | None = None) -> None:
     assert_close(actual, expected, ATTENTION)
 
 
-@pytest.mark.parametrize("num_heads, num_kv_heads, head_dim", HEADS)
-@pytest.mark.parametrize("context_lens, query_lens, block_size", LAYOUTS)
+@pytest.mark.parametrize("context_lens, query_lens, block_size, num_heads, num_kv_heads, head_dim", SMALL)
 def test_paged_prefill_attention(context_lens, query_lens, block_size, num_heads, num_kv_heads, head_dim, device):
     check_prefill(make_case(context_lens, query_lens, block_size, num_heads, num_kv_heads, head_dim,
                             torch.float32, device))
