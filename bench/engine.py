@@ -190,6 +190,8 @@ def main() -> None:
     parser.add_argument("--max-tokens-cap", type=int, default=256)
     parser.add_argument("--sequential-subset", type=int, default=8, help="requests for the one-at-a-time runs")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--kv-cache-gib", type=float, default=None, help="KV-cache memory (default: a fraction "
+                        "of free memory)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--skip-hf", action="store_true")
     parser.add_argument("--quick", action="store_true", help="16 prompts, max_tokens capped at 32")
@@ -206,7 +208,8 @@ def main() -> None:
     from backends.engine.engine import LLMEngine
 
     workload = load_workload(args.data, args.num_prompts, args.max_tokens_cap, args.seed)
-    engine = LLMEngine.from_pretrained(None, device=args.device, max_num_seqs=args.num_prompts)
+    engine = LLMEngine.from_pretrained(None, device=args.device, max_num_seqs=args.num_prompts,
+                                       kv_cache_gib=args.kv_cache_gib)
     tok = engine.tokenizer
     texts = [tok.apply_chat_template([{"role": "user", "content": text}]) for text, _ in workload]
     prompt_ids = [tok.encode(t, add_special_tokens=False) for t in texts]
