@@ -72,7 +72,8 @@ BYTES_PER_PARAM = {"fp32": 4.0, "bf16": 2.0, "fp16": 2.0, "fp8": 1.0, "int8": 1.
 
 @dataclass(frozen=True)
 class Offering:
-    """One instance type in one region: GPUs, on-demand and spot price, spot interruption bucket (0..4)."""
+    """One instance type in one region: GPUs, on-demand price, spot price (median over the region's zones that
+    offer spot below on-demand; the cheapest zone beside it) and the spot interruption bucket (0..4)."""
 
     instance_type: str
     gpu: str
@@ -80,7 +81,8 @@ class Offering:
     region: str
     ondemand_usd_per_hour: float
     spot_usd_per_hour: float | None = None
-    spot_zone: str = ""
+    spot_min_usd_per_hour: float | None = None
+    spot_min_zone: str = ""
     interruption_bucket: int = 4
     vcpus: int = 0
 
@@ -131,7 +133,8 @@ def load_offerings(path: Path | None = None) -> tuple[Offering, ...]:
     with open(path or DATA_DIR / "offerings.csv") as f:
         return tuple(Offering(r["instance_type"], r["gpu"], int(r["num_gpus"]), r["region"],
                               float(r["ondemand_usd_per_hour"]), _float_or_none(r["spot_usd_per_hour"]),
-                              r["spot_zone"], int(r["interruption_bucket"] or 4), int(r["vcpus"] or 0))
+                              _float_or_none(r["spot_min_usd_per_hour"]), r["spot_min_zone"],
+                              int(r["interruption_bucket"] or 4), int(r["vcpus"] or 0))
                      for r in csv.DictReader(f))
 
 

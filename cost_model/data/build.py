@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import statistics
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -41,29 +42,27 @@ def build_gpus(data: Path) -> None:
 
 def build_offerings(data: Path) -> None:
     by_region = list(csv.DictReader(open(data / "aws_gpu_instances_by_region.csv")))
-    cheapest_zone: dict[tuple[str, str], tuple[float, str]] = {}
+    zones: dict[tuple[str, str], list[tuple[float, str]]] = {}
     for r in csv.DictReader(open(data / "aws_gpu_instances.csv")):
         if not r["price_spot_usd_per_hour"] or not r["price_ondemand_usd_per_hour"]:
             continue
         spot, ondemand = float(r["price_spot_usd_per_hour"]), float(r["price_ondemand_usd_per_hour"])
         if spot >= ondemand or r["availability_zone"].count("-") > 1:
             continue  # capped (no real spot market) or a local zone
-        key = (r["instance_type"], r["region"])
-        if key not in cheapest_zone or spot < cheapest_zone[key][0]:
-            cheapest_zone[key] = (spot, r["availability_zone"])
+        zones.setdefault((r["instance_type"], r["region"]), []).append((spot, r["availability_zone"]))
     out = []
     for r in by_region:
         acc = r["accelerator_name"]
         if acc not in GPU_OF_ACCELERATOR or float(r["accelerator_count"]) < 1 or not r["price_ondemand_usd_per_hour"]:
             continue
-        spot, zone = cheapest_zone.get((r["instance_type"], r["region"]), (None, ""))
-        if spot is not None and spot >= float(r["price_ondemand_usd_per_hour"]):
-            spot, zone = None, ""
+        offers = sorted(z for z in zones.get((r["instance_type"], r["region"]), [])
+                        if z[0] < float(r["price_ondemand_usd_per_hour"]))
+        median = statistics.median(z[0] for z in offers) if offers else None
         out.append({
             "instance_type": r["instance_type"], "gpu": acc, "num_gpus": int(float(r["accelerator_count"])),
             "vcpus": r["vcpus"], "region": r["region"], "ondemand_usd_per_hour": r["price_ondemand_usd_per_hour"],
-            "spot_usd_per_hour": "" if spot is None else f"{spot:.4f}", "spot_zone": zone,
-            "spot_median_usd_per_hour": r["spot_median_usd_per_hour"],
+            "spot_usd_per_hour": "" if median is None else f"{median:.4f}", "num_spot_zones": len(offers),
+            "spot_min_usd_per_hour": f"{offers[0][0]:.4f}" if offers else "", "spot_min_zone": offers[0][1] if offers else "",
             "interruption_bucket": r["advisor_interruption_bucket"],
         })
     with open(HERE / "offerings.csv", "w", newline="") as f:

@@ -1,0 +1,100 @@
+"""How many requests per second of one size bucket one replica serves within the SLO (the planner's coefficients).
+
+A replica decoding B sequences of mean context I + O/2 takes step(B) per decode step; prefills of new
+requests (each prefill(I)) pause decoding. At a steady arrival rate X per replica:
+
+    X = B / (O * step(B) + B * prefill(I))        (Little's law with prefill pauses)
+    TPOT = step(B) + B * prefill(I) / O            (mean time per output token, pauses included)
+
+The largest B with TPOT <= tpot_budget_frac * SLO (and B * (I + O) tokens of KV cache fitting) gives the
+capacity, times max_utilization to leave room for bursts. A bucket whose p99 prompt takes longer than
+ttft_budget_frac * SLO to prefill, or whose p99 request does not fit the KV cache or the context window,
+gets capacity 0 on that replica.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from cost_model.perf import PerfModel
+from cost_model.workload import Bucket
+
+
+@dataclass(frozen=True)
+class Slo:
+    """Latency targets at the 99th percentile: time to first token and time per output token."""
+
+    ttft_p99_s: float
+    tpot_p99_s: float
+    attainment: float = 0.99  # share of requests that must meet both
+
+    def __post_init__(self) -> None:
+        if self.ttft_p99_s <= 0 or self.tpot_p99_s <= 0:
+            raise ValueError(f"SLO targets must be > 0 s, got ttft_p99_s={self.ttft_p99_s}, "
+                             f"tpot_p99_s={self.tpot_p99_s}")
+        if not 0 < self.attainment <= 1:
+            raise ValueError(f"attainment must be in (0, 1], got {self.attainment}")
+
+
+@dataclass(frozen=True)
+class Knobs:
+    """Safety margins between the mean-value capacity model and p99 targets."""
+
+    ttft_budget_frac: float = 0.5
+    tpot_budget_frac: float = 0.7
+    max_utilization: float = 0.8
+    max_batch: int = 512
+
+    def __post_init__(self) -> None:
+        for name in ("ttft_budget_frac", "tpot_budget_frac", "max_utilization"):
+            if not 0 < getattr(self, name) <= 1:
+                raise ValueError(f"{name} must be in (0, 1], got {getattr(self, name)}")
+        if self.max_batch < 1:
+            raise ValueError(f"max_batch must be >= 1, got {self.max_batch}")
+
+
+def why_unservable(perf: PerfModel, bucket: Bucket, slo: Slo, knobs: Knobs) -> str | None:
+    """The reason this replica cannot serve the bucket at all, or None."""
+    need = bucket.input_tokens_p99 + bucket.output_tokens_p99
+    if need > perf.model.max_context_tokens:
+        return f"{need:.0f} tokens exceed {perf.model.name}'s context window of {perf.model.max_context_tokens}"
+    if need > perf.kv_capacity_tokens:
+        return f"{need:.0f} tokens exceed the KV cache ({perf.kv_capacity_tokens} tokens)"
+    prefill_s = perf.prefill_s(bucket.input_tokens_p99)
+    if prefill_s > slo.ttft_p99_s * knobs.ttft_budget_frac:
+        return f"prefill of {bucket.input_tokens_p99:.0f} tokens takes {prefill_s * 1e3:.0f} ms"
+    if perf.decode_step_s(1, bucket.input_tokens_mean) > slo.tpot_p99_s * knobs.tpot_budget_frac:
+        return f"one decode step takes {perf.decode_step_s(1, bucket.input_tokens_mean) * 1e3:.1f} ms"
+    return None
+
+
+def replica_capacity_req_per_s(perf: PerfModel, bucket: Bucket, slo: Slo, knobs: Knobs = Knobs()) -> float:
+    """Requests/s of `bucket` one replica serves within the SLO (0 where it cannot serve them)."""
+    if not perf.fits or why_unservable(perf, bucket, slo, knobs) is not None:
+        return 0.0
+    inp, out = bucket.input_tokens_mean, max(1.0, bucket.output_tokens_mean)
+    prefill_s = perf.prefill_s(inp)
+    ctx = inp + out / 2
+    target_s = slo.tpot_p99_s * knobs.tpot_budget_frac
+
+    def tpot_s(batch: int) -> float:
+        return perf.decode_step_s(batch, ctx) + batch * prefill_s / out
+
+    lo, hi = 0, int(min(knobs.max_batch, perf.kv_capacity_tokens // (inp + out)))
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if tpot_s(mid) <= target_s:
+            lo = mid
+        else:
+            hi = mid - 1
+    if lo == 0:
+        return 0.0
+    return knobs.max_utilization * lo / (out * perf.decode_step_s(lo, ctx) + lo * prefill_s)
+
+
+def roofline_output_tokens_per_s(perf: PerfModel, input_tokens: float, output_tokens: float) -> float:
+    """Output tokens/s at 100% of peak with the largest batch the KV cache holds, no SLO (the physical ceiling)."""
+    batch = max(1, int(min(4096, perf.kv_capacity_tokens // (input_tokens + output_tokens))))
+    step = perf.roofline_step_s(0, 0, batch, batch * (input_tokens + output_tokens / 2))
+    prefill = perf.roofline_step_s(input_tokens, input_tokens * input_tokens)
+    return batch * output_tokens / (output_tokens * step + batch * prefill)
