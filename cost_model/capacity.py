@@ -6,7 +6,8 @@ requests (each prefill(I)) pause decoding. At a steady arrival rate X per replic
     X = B / (O * step(B) + B * prefill(I))        (Little's law with prefill pauses)
     TPOT = step(B) + B * prefill(I) / O            (mean time per output token, pauses included)
 
-The largest B with TPOT <= tpot_budget_frac * SLO (and B * (I + O) tokens of KV cache fitting) gives the
+Prefills run in chunks sized so that one mixed step stays within half the TPOT target
+(prefill_chunk_tokens). The largest B with TPOT <= tpot_budget_frac * SLO (and B * (I + O) tokens of KV cache fitting) gives the
 capacity, times max_utilization to leave room for bursts. A bucket whose p99 prompt takes longer than
 ttft_budget_frac * SLO to prefill, or whose p99 request does not fit the KV cache or the context window,
 gets capacity 0 on that replica.
@@ -53,6 +54,26 @@ class Knobs:
             raise ValueError(f"max_batch must be >= 1, got {self.max_batch}")
 
 
+def prefill_chunk_tokens(perf: PerfModel, slo: Slo, knobs: Knobs = Knobs()) -> int:
+    """Prompt tokens per step (chunked prefill) such that a mixed step stays within half the TPOT target, so
+    prefills do not stall decoding past the SLO (Sarathi-Serve's budget); between 128 and 8192."""
+    budget_s = slo.tpot_p99_s * knobs.tpot_budget_frac / 2
+    chunk = 8192
+    while chunk > 128 and perf.step_s(chunk, chunk * chunk, 16, 16 * 2000) > budget_s:
+        chunk //= 2
+    return chunk
+
+
+def chunked_prefill_s(perf: PerfModel, input_tokens: float, chunk_tokens: int) -> float:
+    """Time to prefill one prompt in chunks of chunk_tokens (each chunk attends to the ones before it)."""
+    total, done = 0.0, 0.0
+    while done < input_tokens:
+        c = min(chunk_tokens, input_tokens - done)
+        total += perf.step_s(c, c * (2 * done + c))
+        done += c
+    return total
+
+
 def why_unservable(perf: PerfModel, bucket: Bucket, slo: Slo, knobs: Knobs) -> str | None:
     """The reason this replica cannot serve the bucket at all, or None."""
     need = bucket.input_tokens_p99 + bucket.output_tokens_p99
@@ -60,7 +81,7 @@ def why_unservable(perf: PerfModel, bucket: Bucket, slo: Slo, knobs: Knobs) -> s
         return f"{need:.0f} tokens exceed {perf.model.name}'s context window of {perf.model.max_context_tokens}"
     if need > perf.kv_capacity_tokens:
         return f"{need:.0f} tokens exceed the KV cache ({perf.kv_capacity_tokens} tokens)"
-    prefill_s = perf.prefill_s(bucket.input_tokens_p99)
+    prefill_s = chunked_prefill_s(perf, bucket.input_tokens_p99, prefill_chunk_tokens(perf, slo, knobs))
     if prefill_s > slo.ttft_p99_s * knobs.ttft_budget_frac:
         return f"prefill of {bucket.input_tokens_p99:.0f} tokens takes {prefill_s * 1e3:.0f} ms"
     if perf.decode_step_s(1, bucket.input_tokens_mean) > slo.tpot_p99_s * knobs.tpot_budget_frac:
@@ -73,7 +94,7 @@ def replica_capacity_req_per_s(perf: PerfModel, bucket: Bucket, slo: Slo, knobs:
     if not perf.fits or why_unservable(perf, bucket, slo, knobs) is not None:
         return 0.0
     inp, out = bucket.input_tokens_mean, max(1.0, bucket.output_tokens_mean)
-    prefill_s = perf.prefill_s(inp)
+    prefill_s = chunked_prefill_s(perf, inp, prefill_chunk_tokens(perf, slo, knobs))
     ctx = inp + out / 2
     target_s = slo.tpot_p99_s * knobs.tpot_budget_frac
 

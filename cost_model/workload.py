@@ -59,18 +59,35 @@ class Workload:
         return Workload(self.arrival_s / factor, self.input_tokens, self.output_tokens, self.tier,
                         f"{self.name} x{factor:.3g}")
 
+    def tiled(self, duration_s: float) -> "Workload":
+        """Repeat the arrivals back to back until they span duration_s (a compressed trace keeps its length)."""
+        copies = max(1, math.ceil(duration_s / self.duration_s))
+        period = self.duration_s + 1.0 / self.rate_req_per_s
+        arrival = np.concatenate([self.arrival_s + k * period for k in range(copies)])
+        keep = arrival <= duration_s if copies > 1 else np.ones(len(arrival), dtype=bool)
+        tier = None if self.tier is None else np.tile(self.tier, copies)[keep]
+        return Workload(arrival[keep], np.tile(self.input_tokens, copies)[keep],
+                        np.tile(self.output_tokens, copies)[keep], tier, self.name)
+
     def head(self, num_requests: int) -> "Workload":
         t = None if self.tier is None else self.tier[:num_requests]
         return Workload(self.arrival_s[:num_requests], self.input_tokens[:num_requests],
                         self.output_tokens[:num_requests], t, self.name)
 
-    def peak_factor(self, window_s: float = 300.0, quantile: float = 0.95) -> float:
-        """Ratio of the `quantile` of the arrival rate over sliding windows of `window_s` to the mean rate (>= 1)."""
-        if self.duration_s <= window_s:
-            return 1.0
-        starts = np.arange(self.arrival_s[0], self.arrival_s[-1] - window_s, window_s / 10)
-        counts = np.searchsorted(self.arrival_s, starts + window_s) - np.searchsorted(self.arrival_s, starts)
-        return max(1.0, float(np.quantile(counts, quantile)) / window_s / self.rate_req_per_s)
+    def peak_factor(self, queue_s: float, quantile: float = 0.99,
+                    windows_s: tuple[float, ...] = (1, 3, 10, 30, 60, 180, 600)) -> float:
+        """Capacity needed, as a multiple of the mean rate (>= 1), to serve a burst of N(W) arrivals within
+        W + queue_s: the largest over windows W of the `quantile` (over start positions) of N(W) / (W + queue_s).
+        With queue_s = a share of the TTFT target, bursts shorter than it are absorbed by queueing."""
+        if queue_s <= 0:
+            raise CostModelError(f"queue_s must be > 0, got {queue_s}")
+        best = 0.0
+        for w in windows_s:
+            if w > self.duration_s:
+                break
+            counts = np.searchsorted(self.arrival_s, self.arrival_s + w) - np.arange(len(self))
+            best = max(best, float(np.quantile(counts, quantile)) / (w + queue_s))
+        return max(1.0, best / self.rate_req_per_s)
 
 
 def _make(arrival, inp, out, name, tier=None) -> Workload:

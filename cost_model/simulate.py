@@ -1,0 +1,292 @@
+"""Discrete-event replay of a workload against a plan: continuous batching per replica (replica.py), the
+router's length-aware dispatch, spot preemptions (drawn from the spot model or replayed from spot traces),
+re-queue and resume of interrupted requests, on-demand fallback while spot is away, and the bill."""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from cost_model.capacity import Knobs, Slo, prefill_chunk_tokens, replica_capacity_req_per_s
+from cost_model.catalog import get_gpu, get_model
+from cost_model.errors import CostModelError
+from cost_model.perf import PerfModel, load_efficiency
+from cost_model.replica import Replica, Seq
+from cost_model.spot import SpotModel, draw_preemptions, preemptions_from_trace
+from cost_model.workload import Bucket, Workload, bucket_index
+
+ARRIVAL, REPLICA, WARN, KILL, READY = range(5)
+
+
+@dataclass(frozen=True)
+class SimOptions:
+    """How to replay: the spot source ("model", "trace" or "none"), traces for "trace", seed, engine limits."""
+
+    spot_source: str = "model"
+    spot_traces: tuple = ()  # ((alive per tick, gap_s), ...)
+    spot: SpotModel = SpotModel()
+    seed: int = 0
+    max_num_seqs: int = 256
+    max_batched_tokens: int | None = None  # None: sized to the TPOT target (capacity.prefill_chunk_tokens)
+    drain_after_s: float = 3600.0  # stop this long after the last arrival; anything unfinished is lost
+
+    def __post_init__(self) -> None:
+        if self.spot_source not in ("model", "trace", "none"):
+            raise ValueError(f"spot_source must be one of ['model', 'trace', 'none'], got {self.spot_source!r}")
+        if self.spot_source == "trace" and not self.spot_traces:
+            raise ValueError("spot_source='trace' needs spot_traces (give --spot-trace FILE)")
+
+
+@dataclass
+class Instance:
+    """One billed machine hosting replicas."""
+
+    entry: dict
+    market: str
+    price_usd_per_hour: float
+    start_s: float
+    end_s: float | None = None
+    replicas: list = field(default_factory=list)
+
+
+def simulate(plan: dict, workload: Workload, options: SimOptions = SimOptions(),
+             progress: Callable[[float], None] | None = None) -> dict:
+    """Replay `workload` against `plan` (the planner's dict); return attainment, latencies, cost and losses."""
+    if not plan.get("replicas"):
+        raise CostModelError("the plan has no replicas; make one with `tamer plan`")
+    slo = Slo(**plan["slo"])
+    rng = np.random.default_rng(options.seed)
+    edges_buckets = _bucket_lookup(plan)
+    req_bucket = [edges_buckets.get(int(b), None) for b in bucket_index(workload.input_tokens, workload.output_tokens)]
+    horizon_s = float(workload.arrival_s[-1]) + options.drain_after_s
+    events: list = []
+    tie = itertools.count()
+
+    def push(t: float, kind: int, obj, version: int = 0) -> None:
+        heapq.heappush(events, (t, next(tie), kind, obj, version))
+
+    perf_of, cap_of = {}, {}
+
+    def perf_for(entry: dict) -> PerfModel:
+        key = (entry["model"], entry["gpu"], entry.get("tensor_parallel", entry["num_gpus"]))
+        if key not in perf_of:
+            perf_of[key] = PerfModel(get_model(key[0]), get_gpu(key[1]), key[2], load_efficiency(key[1]))
+        return perf_of[key]
+
+    buckets = [Bucket(b["index"], b["rate_req_per_s"], b["input_tokens_mean"], b["input_tokens_mean"],
+                      b["output_tokens_mean"], b["output_tokens_mean"]) for b in plan["buckets"]]
+    instances: list[Instance] = []
+    replicas: list[Replica] = []
+
+    def launch(entry: dict, market: str, t_launch: float, t_ready: float) -> None:
+        price = entry["usd_per_hour_each"] if market == entry["market"] else _price(entry, market)
+        inst = Instance(entry, market, price, t_launch)
+        perf = perf_for(entry)
+        for _ in range(entry.get("replicas_per_instance", 1)):
+            chunk = options.max_batched_tokens or prefill_chunk_tokens(perf, slo)
+            rep = Replica(perf, inst, options.max_num_seqs, chunk)
+            rep.alive = rep.accepting = t_ready <= t_launch
+            rep.t_last = t_ready
+            inst.replicas.append(rep)
+            replicas.append(rep)
+            for b in buckets:
+                cap_of[(id(rep), b.index)] = replica_capacity_req_per_s(perf, b, slo, Knobs()) or 1e-6
+        instances.append(inst)
+        if t_ready > t_launch:
+            push(t_ready, READY, inst)
+        if market == "spot":
+            for t in _preemption_times(entry, t_launch, horizon_s, options, rng):
+                push(t - min(options.spot.warning_s, t - t_ready) if t > t_ready else t, WARN, inst)
+                push(t, KILL, inst)
+                break  # the first interruption ends this instance; its replacement draws anew
+
+    for entry in plan["replicas"]:
+        for _ in range(entry["count"]):
+            launch(entry, entry["market"], 0.0, 0.0)
+    for i in range(len(workload)):
+        push(float(workload.arrival_s[i]), ARRIVAL, i)
+
+    pending: list[Seq] = []
+    ttft = np.full(len(workload), np.nan)
+    tpot = np.full(len(workload), np.nan)
+    done = np.zeros(len(workload), dtype=bool)
+    served_by = np.full(len(workload), -1)
+    entry_keys = [f"{e['model']}@{e['instance_type']}/{e['market']}" for e in plan["replicas"]]
+    entry_index = {id(e): k for k, e in enumerate(plan["replicas"])}
+    requeued = 0
+    finished: list = []
+
+    def dispatch(seq: Seq, now: float) -> bool:
+        b = req_bucket[seq.req]
+        best, best_score = None, None
+        for preferred in (True, False):
+            for rep in replicas:
+                if not rep.accepting or not rep.fits(seq):
+                    continue
+                share = rep.instance.entry["bucket_share"].get(str(b), 0.0) if b is not None else 1.0
+                if preferred and share <= 0:
+                    continue
+                score = (rep.num_outstanding + 1) / cap_of[(id(rep), b if b is not None else 0)]
+                if best_score is None or score < best_score:
+                    best, best_score = rep, score
+            if best is not None:
+                break
+        if best is None:
+            return False
+        best.waiting.append(seq)
+        wake(best, now)
+        return True
+
+    def wake(rep: Replica, now: float) -> None:
+        if rep.prefill_end_s is None:  # decoding or idle: the next step takes the new prompt
+            rep.version += 1
+            push(now, REPLICA, rep, rep.version)
+
+    def reschedule(rep: Replica, t_next: float | None) -> None:
+        rep.version += 1
+        if t_next is not None:
+            push(t_next, REPLICA, rep, rep.version)
+
+    num_events = 0
+    last_done_s = 0.0
+    while events:
+        now, _, kind, obj, version = heapq.heappop(events)
+        if now > horizon_s:
+            break
+        num_events += 1
+        if kind == ARRIVAL:
+            i = obj
+            seq = Seq(i, now, int(workload.input_tokens[i]), int(workload.output_tokens[i]))
+            if not dispatch(seq, now):
+                pending.append(seq)
+            if progress is not None and i % 500 == 0:
+                progress(i / len(workload))
+        elif kind == REPLICA:
+            rep = obj
+            if version != rep.version or not rep.alive:
+                continue
+            t_next = rep.step(now, finished)
+            reschedule(rep, t_next)
+            for seq, t_done in finished:
+                done[seq.req] = True
+                last_done_s = max(last_done_s, t_done)
+                served_by[seq.req] = entry_index[id(rep.instance.entry)]
+                ttft[seq.req] = seq.first_token_s - seq.arrival_s
+                total_out = seq.done_before + seq.output_tokens
+                if total_out > 1:
+                    tpot[seq.req] = (t_done - seq.first_token_s) / (total_out - 1)
+            finished.clear()
+        elif kind == WARN:
+            for rep in obj.replicas:
+                rep.accepting = False
+                moved = [seq for seq in rep.waiting if not seq.admitted]
+                rep.waiting = type(rep.waiting)(seq for seq in rep.waiting if seq.admitted)
+                for seq in moved:
+                    if not dispatch(seq, now):
+                        pending.append(seq)
+        elif kind == KILL:
+            inst = obj
+            if inst.end_s is not None:
+                continue
+            inst.end_s = now
+            for rep in inst.replicas:
+                for seq in rep.evict(now):
+                    requeued += 1
+                    if not dispatch(seq, now):
+                        pending.append(seq)
+            market = "spot" if _spot_available(inst.entry, now, options, rng) else "ondemand"
+            delay = options.spot.replacement_delay_s(get_model(inst.entry["model"]).weight_bytes)
+            launch(inst.entry, market, now, now + delay)
+        elif kind == READY:
+            for rep in obj.replicas:
+                rep.alive = rep.accepting = obj.end_s is None
+            still = pending
+            pending = []
+            for seq in still:
+                if not dispatch(seq, now):
+                    pending.append(seq)
+    end_s = min(horizon_s, max(float(workload.arrival_s[-1]), last_done_s))
+    cost = sum(inst.price_usd_per_hour * ((inst.end_s if inst.end_s is not None else end_s) - inst.start_s) / 3600
+               for inst in instances if inst.start_s <= end_s)
+    if progress is not None:
+        progress(1.0)
+    out = _summary(workload, slo, ttft, tpot, done, cost, requeued, instances, end_s, num_events)
+    ok = done & (ttft <= slo.ttft_p99_s) & (np.nan_to_num(tpot, nan=0.0) <= slo.tpot_p99_s)
+    out["by_replica"] = {key: {"requests": int((served_by == k).sum()),
+                               "slo_attainment": float(ok[served_by == k].mean()) if (served_by == k).any() else None,
+                               "ttft_p99_s": _pct(ttft[served_by == k], 0.99)}
+                         for k, key in enumerate(entry_keys)}
+    return out
+
+
+def _pct(a: np.ndarray, q: float) -> float:
+    a = a[~np.isnan(a)]
+    return float(np.quantile(a, q)) if len(a) else float("nan")
+
+
+def _summary(workload: Workload, slo: Slo, ttft, tpot, done, cost, requeued, instances, end_s, num_events) -> dict:
+    ok = done & (ttft <= slo.ttft_p99_s) & (np.nan_to_num(tpot, nan=0.0) <= slo.tpot_p99_s)
+    finished = done.sum()
+    out_tokens = float(workload.output_tokens[done].sum())
+
+    pct = _pct
+    return {
+        "num_requests": int(len(workload)), "completed": int(finished), "lost_requests": int(len(workload) - finished),
+        "slo_attainment": float(ok.sum() / len(workload)),
+        "ttft_p50_s": pct(ttft, 0.5), "ttft_p99_s": pct(ttft, 0.99),
+        "tpot_p50_s": pct(tpot, 0.5), "tpot_p99_s": pct(tpot, 0.99),
+        "cost_usd": float(cost), "duration_s": float(end_s),
+        "usd_per_hour": float(cost / max(end_s, 1e-9) * 3600),
+        "usd_per_1m_output_tokens": float(cost / out_tokens * 1e6) if out_tokens else float("nan"),
+        "output_tokens_per_s": out_tokens / max(end_s, 1e-9),
+        "preemptions": int(sum(1 for i in instances if i.end_s is not None)),
+        "requeued_requests": int(requeued),
+        "ondemand_fallback_instances": int(sum(1 for i in instances if i.start_s > 0 and i.market == "ondemand")),
+        "num_events": int(num_events),
+    }
+
+
+def _bucket_lookup(plan: dict) -> dict[int, int]:
+    """Size-bucket id (workload.bucket_index) -> the plan's bucket index (first tier)."""
+    from cost_model.workload import INPUT_EDGES, OUTPUT_EDGES
+
+    out = {}
+    num_out = len(OUTPUT_EDGES) - 1
+    for b in plan["buckets"]:
+        i = INPUT_EDGES.index(b["input_range"][0])
+        o = OUTPUT_EDGES.index(b["output_range"][0])
+        out.setdefault(i * num_out + o, b["index"])
+    return out
+
+
+def _price(entry: dict, market: str) -> float:
+    from cost_model.catalog import find_offerings
+
+    for o in find_offerings((entry["region"],), (entry["instance_type"],)):
+        price = o.price_usd_per_hour(market)
+        if price is not None:
+            return price
+    return entry["usd_per_hour_each"]
+
+
+def _preemption_times(entry: dict, t0: float, horizon_s: float, options: SimOptions, rng) -> list[float]:
+    if options.spot_source == "none":
+        return []
+    if options.spot_source == "trace":
+        alive, gap_s = options.spot_traces[rng.integers(len(options.spot_traces))]
+        offset = int(rng.integers(len(alive)))
+        return [t0 + t for t in preemptions_from_trace(alive, gap_s, offset, horizon_s - t0) if t > 0]
+    rate = options.spot.interruptions_per_hour(entry.get("interruption_bucket", 4))
+    return [t0 + t for t in draw_preemptions(rate, horizon_s - t0, rng)]
+
+
+def _spot_available(entry: dict, now: float, options: SimOptions, rng) -> bool:
+    """Whether a replacement can be had on spot right now (traces: the alive share; otherwise yes)."""
+    if options.spot_source != "trace":
+        return True
+    alive, _ = options.spot_traces[rng.integers(len(options.spot_traces))]
+    return bool(rng.random() < float(np.mean(alive > 0)))
