@@ -109,5 +109,10 @@ def generate(
     typer.echo()
 
 
+from tamer.cost_commands import plan as _plan, simulate as _simulate  # noqa: E402  (cost_model loads on use)
+
+app.command("plan")(_plan)
+app.command("simulate")(_simulate)
+
 if __name__ == "__main__":
     app()
