@@ -26,6 +26,7 @@ _REGISTRY: dict[str, str] = {
     # kind -> "module:attribute", imported only when that kind is used (keeps torch out of the proxy's imports)
     "local": "backends.local:LocalBackend",
     "openai": "backends.openai_compat:OpenAIBackend",
+    "sim": "backends.sim:SimBackend",
 }
 
 

@@ -10,10 +10,12 @@ from backends.errors import TamerError, error_from_code
 
 @dataclass(frozen=True)
 class TokenEvent:
-    """New text for the client (one or more tokens' worth)."""
+    """New text for the client (one or more tokens' worth), and the token ids behind it where the backend
+    has them: a worker that takes over the job re-prefills them to resume (backends/job.py Resume)."""
 
     text: str
     num_tokens: int = 1
+    token_ids: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -48,15 +50,26 @@ _NAMES = {cls: name for name, cls in _KINDS.items()}
 
 
 def event_to_dict(event: Event) -> dict[str, Any]:
-    return {"type": _NAMES[type(event)], **asdict(event)}
+    out = {"type": _NAMES[type(event)], **asdict(event)}
+    if isinstance(event, TokenEvent):
+        out["token_ids"] = list(event.token_ids)
+    return out
 
 
 def event_from_dict(data: dict[str, Any]) -> Event:
+    """The inverse of event_to_dict; raises ValueError on anything else (a foreign or damaged entry)."""
+    if not isinstance(data, dict):
+        raise ValueError(f"an event is a JSON object, got {type(data).__name__}")
     data = dict(data)
-    kind = data.pop("type")
+    kind = data.pop("type", None)
     if kind not in _KINDS:
         raise ValueError(f"unknown event type {kind!r}; known: {sorted(_KINDS)}")
-    return _KINDS[kind](**data)
+    if kind == "token":
+        data["token_ids"] = tuple(int(t) for t in data.get("token_ids") or ())
+    try:
+        return _KINDS[kind](**data)
+    except TypeError as err:
+        raise ValueError(f"malformed {kind} event: {err}") from None
 
 
 def is_terminal(event: Event) -> bool:

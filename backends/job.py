@@ -54,6 +54,25 @@ def new_job_id() -> str:
 
 
 @dataclass(frozen=True)
+class Resume:
+    """Output an earlier attempt of the job already committed toward its client (a worker died mid-stream).
+
+    The next attempt re-prefills the prompt plus `token_ids` and generates on, emitting only what comes
+    after `text`; `num_tokens` counts the committed completion tokens (equal to len(token_ids) where the
+    backend reports ids).
+    """
+
+    text: str = ""
+    token_ids: tuple[int, ...] = ()
+    num_tokens: int = 0
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Resume":
+        return cls(text=str(data.get("text", "")), token_ids=tuple(int(t) for t in data.get("token_ids") or ()),
+                   num_tokens=int(data.get("num_tokens", 0)))
+
+
+@dataclass(frozen=True)
 class Job:
     """A routed request: which deployment runs it, which model name to ask that backend for, and its priority."""
 
@@ -61,16 +80,30 @@ class Job:
     deployment: str
     model: str  # the model name the backend is asked for
     request: GenerationRequest
-    priority: float = 0.0  # lower runs first; 0 for all gives FCFS
+    priority: float = 0.0  # lower runs first (the router gives predicted output tokens); 0 for all gives FCFS
     created_at_s: float = field(default_factory=time.time)
+    est_tokens: int = 0  # predicted prompt + output tokens, counted in the deployment's in-flight tokens
+    deadline_at_s: float = 0.0  # wall-clock time after which nobody waits for the answer; 0: none
+    attempt: int = 1  # 1 for the first worker to run it, +1 each time another worker takes it over
+    resume_from: Resume | None = None  # what earlier attempts committed (None: start from the prompt)
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
         out["request"] = self.request.to_dict()
+        if self.resume_from is not None:
+            out["resume_from"]["token_ids"] = list(self.resume_from.token_ids)
         return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Job":
+        """The inverse of to_dict; raises ValueError on a foreign or damaged entry."""
+        if not isinstance(data, dict) or not isinstance(data.get("request"), dict):
+            raise ValueError("a job is a JSON object with a 'request' object")
         data = dict(data)
-        data["request"] = GenerationRequest.from_dict(data["request"])
-        return cls(**data)
+        try:
+            data["request"] = GenerationRequest.from_dict(data["request"])
+            if data.get("resume_from") is not None:
+                data["resume_from"] = Resume.from_dict(data["resume_from"])
+            return cls(**data)
+        except TypeError as err:
+            raise ValueError(f"malformed job: {err}") from None

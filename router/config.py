@@ -31,12 +31,50 @@ class ServerSettings:
 
 @dataclass(frozen=True)
 class QueueSettings:
-    kind: str = "memory"
-    # queue depth limits are per deployment (DeploymentSpec.max_queue_depth)
+    """Where jobs wait. Depth limits are per deployment (DeploymentSpec.max_queue_depth)."""
+
+    kind: str = "memory"  # "memory" (one process) or "redis" (proxies and workers on many machines)
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    key_prefix: str = "tamer"  # every Redis key starts with "<key_prefix>:"
+    embedded_worker: bool | None = None  # run a worker inside the proxy; None: yes with memory, no with redis
+    lease_timeout_s: float = 10.0  # a worker silent this long is presumed dead; its jobs are resumed elsewhere
+    result_ttl_s: float = 3600.0  # how long a finished job's record and events stay in Redis
+    drain_timeout_s: float = 90.0  # on SIGTERM a worker finishes jobs this long, then hands the rest back
+    aging_s_per_token: float = 0.01  # a job predicted 100 tokens longer counts as arriving 1 s later
+    max_priority_delay_s: float = 30.0  # priority holds a job back at most this long
+    retry_after_s: float = 1.0  # Retry-After of a 429 when a deployment's queue is full
 
     def __post_init__(self) -> None:
         if not self.kind:
-            raise ValueError("queue.kind must name a queue kind, e.g. 'memory'")
+            raise ValueError("queue.kind must name a queue kind, e.g. 'memory' or 'redis'")
+        if self.kind == "memory" and self.embedded_worker is False:
+            raise ValueError("queue.embedded_worker = false needs a shared queue: with queue.kind = 'memory' only "
+                             "the proxy's own worker can run jobs (set queue.kind = 'redis' to run workers apart)")
+        for name in ("lease_timeout_s", "drain_timeout_s", "retry_after_s"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"queue.{name} must be > 0, got {getattr(self, name)}")
+        if self.result_ttl_s < 1:
+            raise ValueError(f"queue.result_ttl_s must be >= 1, got {self.result_ttl_s}")
+        if self.aging_s_per_token < 0 or self.max_priority_delay_s < 0:
+            raise ValueError("queue.aging_s_per_token and queue.max_priority_delay_s must be >= 0 (0: FCFS)")
+
+    @property
+    def runs_embedded_worker(self) -> bool:
+        return self.kind == "memory" if self.embedded_worker is None else self.embedded_worker
+
+    def queue_options(self, deployments: "tuple[DeploymentSpec, ...]") -> dict[str, Any]:
+        """Keyword arguments of create_queue(self.kind, ...)."""
+        from backends.workqueue.base import Aging
+
+        options: dict[str, Any] = {
+            "max_queue_depth_by_deployment": {d.name: d.max_queue_depth for d in deployments},
+            "aging": Aging(s_per_priority=self.aging_s_per_token, max_delay_s=self.max_priority_delay_s),
+        }
+        if self.kind == "redis":
+            options.update(redis_url=self.redis_url, key_prefix=self.key_prefix,
+                           lease_timeout_s=self.lease_timeout_s, result_ttl_s=self.result_ttl_s,
+                           retry_after_s=self.retry_after_s)
+        return options
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,10 @@
-"""The running gateway: the queue, the deployments' backends, the embedded worker and the request service.
+"""The running gateway: the queue, the request service and, where configured, an embedded worker.
 
-With the memory queue the proxy process also runs the worker (one process serves everything). A
-deployment whose backend fails to start is logged and left without a worker, so requests for it get
-a 503 while the others keep serving.
+With the memory queue the proxy process also runs the worker (one process serves everything). With
+the Redis queue the proxy only routes and queues (`tamer worker` processes run the jobs), unless
+`queue.embedded_worker = true` asks it to serve its deployments too. A deployment whose backend fails
+to start is logged and left without this worker, so requests for it get a 503 (or go to another
+worker) while the others keep serving.
 """
 
 from __future__ import annotations
@@ -10,8 +12,9 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from backends.base import Backend, create_backend
+from backends.base import Backend
 from backends.worker import Worker
+from backends.worker_process import start_backends
 from backends.workqueue.base import WorkQueue, create_queue
 from predictor.base import create_predictor
 from router.config import GatewayConfig
@@ -31,23 +34,15 @@ class Gateway:
 
     async def start(self) -> None:
         cfg = self.config
-        self.queue = create_queue(
-            cfg.queue.kind, max_queue_depth_by_deployment={d.name: d.max_queue_depth for d in cfg.deployments}
-        )
+        self.queue = create_queue(cfg.queue.kind, **cfg.queue.queue_options(cfg.deployments))
         self.service = RequestService(
             deployments=cfg.deployments, queue=self.queue, predictor=create_predictor(cfg.routing.predictor),
             default_policy=cfg.routing.default_policy, request_timeout_s=cfg.server.request_timeout_s,
         )
-        backends = {d.name: create_backend(d) for d in cfg.deployments}
-        results = await asyncio.gather(*(b.start() for b in backends.values()), return_exceptions=True)
-        for (name, backend), result in zip(backends.items(), results):
-            if isinstance(result, BaseException):
-                self.failed_deployments[name] = str(result)
-                log.error("deployment %s failed to start: %s", name, result)
-            else:
-                self.backends[name] = backend
-        self.worker = Worker(self.queue, self.backends)
-        await self.worker.start()
+        if cfg.queue.runs_embedded_worker:
+            self.backends, self.failed_deployments = await start_backends(cfg.deployments)
+            self.worker = Worker(self.queue, self.backends)
+            await self.worker.start()
 
     async def stop(self) -> None:
         if self.worker is not None:
@@ -55,3 +50,4 @@ class Gateway:
         await asyncio.gather(*(b.close() for b in self.backends.values()), return_exceptions=True)
         if self.queue is not None:
             await self.queue.close()
+

@@ -1,8 +1,11 @@
 """The request service: predict, route, queue, and hand back the job's event stream.
 
-Errors before the first token (unknown model, no worker, queue full, prompt too long, upstream down)
-are raised from `start` so the proxy can answer with the right status; the stream it returns is
-bounded by the request timeout and cancels the job if the caller stops reading.
+Errors before the first token (unknown model, no worker, queue full, prompt too long, upstream down,
+queue unreachable) are raised from `start` so the proxy can answer with the right status; the stream
+it returns is bounded by the request timeout and cancels the job if the caller stops reading.
+
+Each job's priority is its predicted output tokens (shortest first); the queue ages it (Aging in
+backends/workqueue/base.py) so a long job waits a bounded time.
 """
 
 from __future__ import annotations
@@ -95,20 +98,27 @@ class RequestService:
         return registered_policies()
 
     async def route(self, request: GenerationRequest, model: str) -> Decision:
+        decision, _ = await self._route(request, model)
+        return decision
+
+    async def _route(self, request: GenerationRequest, model: str) -> tuple[Decision, int]:
+        """(decision, predicted input tokens)."""
         policy_name, specs = self.resolve(model)
         pinput = prediction_input(request)
         prediction = self.predictor.predict(pinput, sorted({s.model for s in specs}))
         candidates = [Candidate(spec=s, load=await self.queue.load(s.name)) for s in specs]
         try:
-            return self._policy(policy_name).route(pinput, prediction, candidates)
+            return self._policy(policy_name).route(pinput, prediction, candidates), prediction.input_tokens
         except NoCandidateError as err:
             raise BackendUnavailableError(str(err)) from err
 
     async def start(self, request: GenerationRequest, model: str) -> RoutedStream:
         deadline_s = time.monotonic() + self.request_timeout_s
-        decision = await self.route(request, model)
+        decision, input_tokens = await self._route(request, model)
         spec = self.deployments[decision.deployment]
-        job = Job(job_id=new_job_id(), deployment=spec.name, model=spec.backend_model, request=request)
+        job = Job(job_id=new_job_id(), deployment=spec.name, model=spec.backend_model, request=request,
+                  priority=decision.est_output_tokens, est_tokens=round(input_tokens + decision.est_output_tokens),
+                  deadline_at_s=time.time() + self.request_timeout_s)
         await self.queue.submit(job)
         events = self._bounded(job.job_id, deadline_s)
         try:

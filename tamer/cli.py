@@ -1,4 +1,4 @@
-"""The `tamer` command: serve the gateway, run a worker, generate once with the local model."""
+"""The `tamer` command: serve the gateway, run a worker on the shared queue, generate once with the local model."""
 
 from __future__ import annotations
 
@@ -69,19 +69,49 @@ def serve(
 
 @app.command()
 def worker(
-    redis_url: Optional[str] = typer.Option(None, "--redis-url", help="Redis URL of the shared queue."),
-    deployment: list[str] = typer.Option([], "--deployment", help="Deployment(s) to serve."),
+    redis_url: Optional[str] = typer.Option(None, "--redis-url", help="Redis URL of the shared queue "
+                                            "(default queue.redis_url, or TAMER_REDIS_URL)."),
+    deployment: list[str] = typer.Option([], "--deployment", help="Deployment to serve (repeat for more; "
+                                         "default: every deployment in the settings)."),
     config: Optional[Path] = typer.Option(None, "--config", help="Settings TOML file (or TAMER_CONFIG)."),
+    worker_id: Optional[str] = typer.Option(None, "--worker-id", help="Name in the load view (default: "
+                                            "host-pid)."),
+    drain_timeout_s: Optional[float] = typer.Option(None, "--drain-timeout-s", min=0.0, help="On SIGTERM, how "
+                                                    "long running jobs may finish before they are handed back."),
 ) -> None:
-    """Run a worker that claims jobs from a shared queue."""
+    """Run a worker that claims jobs from the shared Redis queue (SIGTERM drains it)."""
+    import asyncio
+    import dataclasses
+
     settings = _load(config)
-    if settings.queue.kind == "memory" and redis_url is None:
+    queue = settings.queue
+    if redis_url is not None:
+        queue = dataclasses.replace(queue, kind="redis", redis_url=redis_url)
+    if queue.kind == "memory":
         typer.secho("error: a standalone worker needs a shared queue (Redis); with the memory queue "
-                    "`tamer serve` runs its worker in-process. Set queue.kind = \"redis\" and --redis-url.",
-                    fg=typer.colors.RED, err=True)
+                    "`tamer serve` runs its worker in-process. Pass --redis-url redis://HOST:6379/0 "
+                    "(or set queue.kind = \"redis\" and queue.redis_url).", fg=typer.colors.RED, err=True)
         raise typer.Exit(2)
-    typer.secho("error: the Redis queue is not available in this version of tamer", fg=typer.colors.RED, err=True)
-    raise typer.Exit(2)
+    from backends.worker_process import run_worker_process, select_deployments
+
+    try:
+        deployments = select_deployments(settings.deployments, deployment)
+        options = queue.queue_options(settings.deployments)
+    except ValueError as err:
+        typer.secho(f"error: {err}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(2) from None
+    logging.basicConfig(level=settings.server.log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    drain_s = queue.drain_timeout_s if drain_timeout_s is None else drain_timeout_s
+    coro = run_worker_process(queue.kind, options, deployments, worker_id=worker_id, drain_timeout_s=drain_s)
+    try:
+        import uvloop
+        loop_factory = uvloop.new_event_loop
+    except ImportError:
+        loop_factory = None
+    with asyncio.Runner(loop_factory=loop_factory) as runner:
+        status = runner.run(coro)
+    raise typer.Exit(status)
 
 
 @app.command()

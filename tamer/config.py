@@ -5,7 +5,8 @@ environment variables. With no file the embedded default serves: memory queue, o
 of the bundled SmolLM2-135M-Instruct, the heuristic predictor, the `cheapest` policy.
 
 Environment variables: TAMER_CONFIG, TAMER_HOST, TAMER_PORT, TAMER_API_KEYS (comma-separated),
-TAMER_QUEUE, TAMER_DEFAULT_POLICY, TAMER_MAX_REQUEST_BYTES, TAMER_REQUEST_TIMEOUT_S, TAMER_LOG_LEVEL.
+TAMER_QUEUE, TAMER_REDIS_URL, TAMER_QUEUE_PREFIX, TAMER_EMBEDDED_WORKER (1/0), TAMER_DEFAULT_POLICY,
+TAMER_MAX_REQUEST_BYTES, TAMER_REQUEST_TIMEOUT_S, TAMER_LOG_LEVEL.
 """
 
 from __future__ import annotations
@@ -32,7 +33,10 @@ def _build(cls: type, data: Mapping[str, Any], section: str) -> Any:
     hints = typing.get_type_hints(cls)
     for key, value in values.items():
         expected = hints[key]
-        if expected is float and isinstance(value, int) and not isinstance(value, bool):
+        if expected == (bool | None):
+            if value is not None and not isinstance(value, bool):
+                raise ValueError(f"[{section}] {key} must be true or false, got {value!r}")
+        elif expected is float and isinstance(value, int) and not isinstance(value, bool):
             values[key] = float(value)
         elif expected in (int, str, bool) and (not isinstance(value, expected) or
                                               (expected is int and isinstance(value, bool))):
@@ -63,6 +67,15 @@ def _env_overrides(env: Mapping[str, str]) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {"server": server, "queue": {}, "routing": {}}
     if "TAMER_QUEUE" in env:
         out["queue"]["kind"] = env["TAMER_QUEUE"]
+    if "TAMER_REDIS_URL" in env:
+        out["queue"]["redis_url"] = env["TAMER_REDIS_URL"]
+    if "TAMER_QUEUE_PREFIX" in env:
+        out["queue"]["key_prefix"] = env["TAMER_QUEUE_PREFIX"]
+    if "TAMER_EMBEDDED_WORKER" in env:
+        flag = env["TAMER_EMBEDDED_WORKER"].strip().lower()
+        if flag not in ("1", "0", "true", "false", "yes", "no"):
+            raise ValueError(f"TAMER_EMBEDDED_WORKER must be 1 or 0, got {env['TAMER_EMBEDDED_WORKER']!r}")
+        out["queue"]["embedded_worker"] = flag in ("1", "true", "yes")
     if "TAMER_DEFAULT_POLICY" in env:
         out["routing"]["default_policy"] = env["TAMER_DEFAULT_POLICY"]
     return out

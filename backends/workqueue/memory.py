@@ -1,35 +1,41 @@
 """The in-memory work queue: one process, proxy and worker side by side (the embedded default).
 
-Each deployment has a heap ordered by (priority, arrival); each job has an asyncio.Queue of events.
-A cancelled job that is still waiting is skipped lazily when it reaches the top of the heap.
+Each deployment has a heap ordered by (Aging.score(priority, arrival), arrival order); each job has an
+asyncio.Queue of events. A cancelled job that is still waiting is skipped lazily when it reaches the top
+of the heap. Nothing survives the process, so there is nothing to resume: a job's one attempt runs here.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import heapq
 import itertools
+import time
 from dataclasses import dataclass, field
 from typing import AsyncIterator, Sequence
 
 from backends.errors import QueueFullError
 from backends.events import Event, is_terminal
 from backends.job import Job
-from backends.workqueue.base import DeploymentLoad
+from backends.workqueue.base import Aging, DeploymentLoad
 
 
 @dataclass
 class _JobState:
     job: Job
+    key: tuple[float, int, str]  # its place in the deployment's heap
     events: asyncio.Queue = field(default_factory=asyncio.Queue)
     cancelled: asyncio.Event = field(default_factory=asyncio.Event)
     is_claimed: bool = False
 
 
 class MemoryWorkQueue:
-    def __init__(self, max_queue_depth: int = 256, max_queue_depth_by_deployment: dict[str, int] | None = None):
+    def __init__(self, max_queue_depth: int = 256, max_queue_depth_by_deployment: dict[str, int] | None = None,
+                 aging: Aging | None = None):
         self._default_max_depth = max_queue_depth
         self._max_depth = dict(max_queue_depth_by_deployment or {})
+        self._aging = aging or Aging()
         self._heaps: dict[str, list[tuple[float, int, str]]] = {}
         self._jobs: dict[str, _JobState] = {}
         self._arrivals = itertools.count()
@@ -45,9 +51,13 @@ class MemoryWorkQueue:
                 f"deployment {job.deployment!r} has {depth} jobs waiting (max_queue_depth={max_depth}); retry later",
                 retry_after_s=1.0,
             )
-        self._jobs[job.job_id] = _JobState(job)
-        heapq.heappush(self._heaps.setdefault(job.deployment, []), (job.priority, next(self._arrivals), job.job_id))
-        self._num_waiting[job.deployment] = depth + 1
+        key = (self._aging.score(job.priority, time.monotonic()), next(self._arrivals), job.job_id)
+        self._jobs[job.job_id] = _JobState(job, key)
+        await self._push(job.deployment, key)
+
+    async def _push(self, deployment: str, key: tuple[float, int, str]) -> None:
+        heapq.heappush(self._heaps.setdefault(deployment, []), key)
+        self._num_waiting[deployment] = self._num_waiting.get(deployment, 0) + 1
         async with self._changed:
             self._changed.notify_all()
 
@@ -107,6 +117,14 @@ class MemoryWorkQueue:
     async def ack(self, job_id: str) -> None:
         self._jobs.pop(job_id, None)
 
+    async def release(self, job_id: str) -> None:
+        state = self._jobs.get(job_id)
+        if state is None or not state.is_claimed or state.cancelled.is_set():
+            return
+        state.is_claimed = False
+        state.job = dataclasses.replace(state.job, attempt=state.job.attempt + 1)
+        await self._push(state.job.deployment, state.key)
+
     async def cancel(self, job_id: str) -> None:
         state = self._jobs.get(job_id)
         if state is None:
@@ -130,12 +148,13 @@ class MemoryWorkQueue:
         self._workers.pop(worker_id, None)
 
     async def load(self, deployment: str) -> DeploymentLoad:
-        num_in_flight = sum(1 for s in self._jobs.values() if s.is_claimed and s.job.deployment == deployment)
+        running = [s.job for s in self._jobs.values() if s.is_claimed and s.job.deployment == deployment]
         num_workers = sum(1 for served in self._workers.values() if deployment in served)
         return DeploymentLoad(
             queue_depth=self._num_waiting.get(deployment, 0),
-            num_in_flight=num_in_flight,
+            num_in_flight=len(running),
             num_workers_alive=num_workers,
+            num_in_flight_tokens=sum(j.est_tokens for j in running),
         )
 
     async def close(self) -> None:

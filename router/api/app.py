@@ -16,6 +16,7 @@ from starlette.responses import JSONResponse, Response
 from backends.errors import QueueFullError, TamerError
 from router.api import responses as R
 from router.api.http import check_auth, read_json_body
+from router.api.load import LoadGauges, load_body, read_load
 from router.api.metrics import Metrics
 from router.api.streaming import collect_or_cancel, stream_chat, stream_completion
 from router.api.schemas import ChatCompletionRequest, CompletionRequest
@@ -56,6 +57,8 @@ def create_app(config: GatewayConfig, gateway: Gateway | None = None) -> FastAPI
     """Build the proxy. The gateway (queue, backends, worker) starts with the app and stops with it."""
     gateway = gateway or Gateway(config)
     metrics = Metrics()
+    load_gauges = LoadGauges(metrics)
+    deployment_names = [d.name for d in config.deployments]
     api_keys = [k.encode() for k in config.server.api_keys]
     max_bytes = config.server.max_request_bytes
 
@@ -93,21 +96,23 @@ def create_app(config: GatewayConfig, gateway: Gateway | None = None) -> FastAPI
 
     @app.get("/health")
     async def health() -> dict[str, Any]:
-        return {"status": "ok", "deployments": sorted(gateway.backends),
-                "failed_deployments": gateway.failed_deployments}
+        """Liveness of this proxy (and its embedded worker's deployments); the cluster is at /v1/tamer/load."""
+        return {"status": "ok", "queue": config.queue.kind, "embedded_worker": gateway.worker is not None,
+                "deployments": sorted(gateway.backends), "failed_deployments": gateway.failed_deployments}
 
     @app.get("/metrics")
     async def prometheus(request: Request) -> Response:
         check_auth(request, api_keys)
-        for name in config.deployments[: len(config.deployments)]:
-            load = await gateway.queue.load(name.name)
-            metrics.queue_depth.labels(name.name).set(load.queue_depth)
-            metrics.in_flight.labels(name.name).set(load.num_in_flight)
-            metrics.workers_alive.labels(name.name).set(load.num_workers_alive)
-            backend = gateway.backends.get(name.name)
+        await load_gauges.refresh(gateway.queue, deployment_names)
+        for name, backend in gateway.backends.items():
             if hasattr(backend, "num_active"):
-                metrics.engine_sequences.labels(name.name).set(backend.num_active())
+                metrics.engine_sequences.labels(name).set(backend.num_active())
         return Response(metrics.render(), media_type="text/plain; version=0.0.4")
+
+    @app.get("/v1/tamer/load")
+    async def cluster_load(request: Request) -> dict[str, Any]:
+        check_auth(request, api_keys)
+        return load_body(await read_load(gateway.queue, deployment_names), config.queue.kind)
 
     @app.get("/v1/models")
     async def models(request: Request) -> dict[str, Any]:

@@ -1,0 +1,191 @@
+"""The proxy's side of the Redis queue: one inbox stream per proxy, fanned out to each waiting request.
+
+Workers append every event of a job to the job's log (a list, the record of what was committed) and, in
+the same script, to the inbox stream of the proxy that submitted it, tagged with the event's index in
+the log. One reader task per proxy reads the inbox (XREAD, batched) and hands each event to its job's
+subscriber, exactly once and in order: an index already delivered is a duplicate and is dropped, an
+index past the next expected one means something was missed, and the gap is read from the log. After
+Redis comes back from an outage, and for any job quiet for a while, the subscriber re-reads the log
+from its next index, so nothing is lost even if inbox entries are. A job whose record vanished (Redis
+restarted without persistence) ends with a 503 error instead of waiting for its timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any, AsyncIterator
+
+from backends.events import ErrorEvent, Event, event_from_dict, is_terminal
+from backends.workqueue.redis_keys import RedisKeys
+
+log = logging.getLogger("tamer.queue.redis")
+
+_BLOCK_MS = 1000
+_COUNT = 1000
+_MAINTENANCE_EVERY_S = 5.0
+_QUIET_RESYNC_S = 5.0
+
+
+@dataclass
+class _Subscription:
+    job_id: str
+    events: asyncio.Queue = field(default_factory=asyncio.Queue)
+    next_seq: int = 0
+    is_submitted: bool = False
+    is_done: bool = False
+    last_event_s: float = field(default_factory=time.monotonic)
+
+
+class Inbox:
+    """Receives the events of the jobs this proxy submitted (see the module docstring)."""
+
+    def __init__(self, redis: Any, blocking: Any, keys: RedisKeys, proxy_id: str, ttl_s: float,
+                 connection_errors: tuple[type[BaseException], ...]) -> None:
+        self._redis = redis
+        self._blocking = blocking
+        self._keys = keys
+        self.proxy_id = proxy_id
+        self._stream = keys.inbox(proxy_id)
+        self._ttl_s = int(ttl_s)
+        self._errors = connection_errors
+        self._subs: dict[str, _Subscription] = {}
+        self._reader: asyncio.Task | None = None
+        self.num_skipped = 0  # malformed entries seen (inbox or log)
+
+    def expect(self, job_id: str) -> None:
+        """Start collecting a job's events (before it is submitted, so none can be missed)."""
+        self._subs[job_id] = _Subscription(job_id)
+        if self._reader is None or self._reader.done():
+            self._reader = asyncio.create_task(self._read_loop(), name=f"inbox-{self.proxy_id}")
+
+    def submitted(self, job_id: str) -> None:
+        sub = self._subs.get(job_id)
+        if sub is not None:
+            sub.is_submitted = True
+
+    def forget(self, job_id: str) -> None:
+        self._subs.pop(job_id, None)
+
+    async def events(self, job_id: str) -> AsyncIterator[Event]:
+        sub = self._subs.get(job_id)
+        if sub is None:
+            return
+        try:
+            while True:
+                event = await sub.events.get()
+                yield event
+                if is_terminal(event):
+                    return
+        finally:
+            self._subs.pop(job_id, None)
+
+    async def close(self) -> None:
+        if self._reader is not None:
+            self._reader.cancel()
+            await asyncio.gather(self._reader, return_exceptions=True)
+            self._reader = None
+
+    async def _read_loop(self) -> None:
+        last_id = "0-0"
+        outage_started_s: float | None = None
+        next_maintenance_s = time.monotonic() + _MAINTENANCE_EVERY_S
+        backoff_s = 0.05
+        while True:
+            try:
+                if outage_started_s is not None:
+                    await self._resync(list(self._subs.values()))
+                    log.warning("queue Redis answers again after %.1f s; resumed reading events",
+                                time.monotonic() - outage_started_s)
+                    outage_started_s, backoff_s = None, 0.05
+                reply = await self._blocking.xread({self._stream: last_id}, count=_COUNT, block=_BLOCK_MS)
+                for _stream, entries in reply or ():
+                    for entry_id, fields in entries:
+                        last_id = entry_id
+                        await self._dispatch(entry_id, fields)
+                if time.monotonic() >= next_maintenance_s:
+                    next_maintenance_s = time.monotonic() + _MAINTENANCE_EVERY_S
+                    await self._maintain(last_id)
+            except asyncio.CancelledError:
+                raise
+            except self._errors as err:
+                if outage_started_s is None:
+                    outage_started_s = time.monotonic()
+                    log.warning("queue Redis unreachable (%s); waiting requests resume when it answers", err)
+                await asyncio.sleep(backoff_s)
+                backoff_s = min(backoff_s * 2, 1.0)
+            except Exception:
+                log.exception("inbox reader error; continuing")
+                await asyncio.sleep(0.1)
+
+    async def _dispatch(self, entry_id: str, fields: dict[str, str]) -> None:
+        job_id, seq, raw = fields.get("j"), fields.get("n"), fields.get("e")
+        if not job_id or raw is None or seq is None or not str(seq).isdigit():
+            self.num_skipped += 1
+            log.warning("skipped a malformed entry %s in inbox %s: %.200r", entry_id, self._stream, fields)
+            return
+        sub = self._subs.get(job_id)
+        if sub is None or sub.is_done:
+            return
+        index = int(seq)
+        if index < sub.next_seq:
+            return  # delivered already (a retried write, or read from the log first)
+        if index > sub.next_seq:
+            await self._read_log(sub, stop=index - 1)
+        if index == sub.next_seq:
+            self._deliver(sub, raw)
+
+    def _deliver(self, sub: _Subscription, raw: str) -> None:
+        sub.next_seq += 1
+        sub.last_event_s = time.monotonic()
+        try:
+            event = event_from_dict(json.loads(raw))
+        except ValueError as err:
+            self.num_skipped += 1
+            log.warning("skipped malformed event %d of job %s: %s", sub.next_seq - 1, sub.job_id, err)
+            return
+        sub.events.put_nowait(event)
+        sub.is_done = is_terminal(event)
+
+    async def _read_log(self, sub: _Subscription, stop: int = -1) -> None:
+        for raw in await self._redis.lrange(self._keys.log(sub.job_id), sub.next_seq, stop):
+            if sub.is_done:
+                return
+            self._deliver(sub, raw)
+
+    async def _resync(self, subs: list[_Subscription]) -> None:
+        """Read each job's log past what was delivered; end jobs whose record is gone."""
+        subs = [s for s in subs if s.is_submitted and not s.is_done]
+        if not subs:
+            return
+        pipe = self._redis.pipeline(transaction=False)
+        for sub in subs:
+            pipe.lrange(self._keys.log(sub.job_id), sub.next_seq, -1)
+            pipe.exists(self._keys.job(sub.job_id))
+        replies = await pipe.execute()
+        for i, sub in enumerate(subs):
+            entries, exists = replies[2 * i], replies[2 * i + 1]
+            if sub.job_id not in self._subs:
+                continue
+            for raw in entries:
+                if not sub.is_done:
+                    self._deliver(sub, raw)
+            if not exists and not sub.is_done:
+                sub.is_done = True
+                sub.events.put_nowait(ErrorEvent(
+                    code="queue_unavailable", status=503,
+                    message="the queue lost this job (its Redis restarted without persistence, or the record "
+                            "expired); send the request again",
+                ))
+
+    async def _maintain(self, last_id: str) -> None:
+        """Drop inbox entries already read, keep the inbox alive, and re-read the logs of quiet jobs."""
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.xtrim(self._stream, minid=last_id, approximate=True)
+        pipe.expire(self._stream, self._ttl_s)
+        await pipe.execute()
+        quiet_before_s = time.monotonic() - _QUIET_RESYNC_S
+        await self._resync([s for s in self._subs.values() if s.last_event_s < quiet_before_s])
