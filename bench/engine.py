@@ -33,7 +33,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path[0] = str(ROOT)  # the repo root, not bench/ (whose queue.py would shadow the standard library's)
 
 
 def percentile(values: list[float], q: float) -> float:

@@ -28,7 +28,7 @@ from pathlib import Path
 import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path[0] = str(ROOT)  # the repo root, not bench/ (whose queue.py would shadow the standard library's)
 
 from backends.http1 import Pool  # noqa: E402
 BODY = {"model": "mock-model", "messages": [{"role": "user", "content": "What is the capital of France?"}],
