@@ -5,7 +5,8 @@ with model choice and spot capacity with an on-demand share (SkyServe).
 Sets: buckets b (request size classes, rate lam_b req/s); candidates c = (model, instance type, region,
 market, tensor-parallel degree t), an instance of G GPUs hosting G / t replicas, price p_c $/h per instance;
 cap_cb = requests/s of b one instance of c serves within the SLO (G / t times one replica's, capacity.py; 0 where
-it cannot, or where the bucket's tier forbids the model). n_c counts instances.
+it cannot, or where the bucket's tier forbids the model). The rarest buckets, together at most
+best_effort_share (< 1 - attainment) of requests, are sized without the TTFT target. n_c counts instances.
 
 Variables: n_c >= 0 integer (replicas), x_cb in [0, 1] (share of bucket b sent to c, only where cap_cb > 0),
 y_c in {0, 1} for spot candidates (the pool is used).
@@ -23,6 +24,7 @@ replicas kept per pool against preemption (headroom); r = risk tolerance (share 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from dataclasses import dataclass, field
@@ -55,6 +57,7 @@ class PlanRequest:
     knobs: Knobs = Knobs()
     spot: SpotModel = SpotModel()
     time_limit_s: float = 10.0
+    best_effort_share: float = 0.005  # rarest buckets, up to this share of requests, need no TTFT guarantee
 
     def __post_init__(self) -> None:
         if not self.models:
@@ -64,6 +67,9 @@ class PlanRequest:
             raise ValueError(f"markets must be a non-empty subset of {list(MARKETS)}, got {list(self.markets)}")
         if not 0 <= self.risk_tolerance <= 1:
             raise ValueError(f"risk_tolerance must be in [0, 1], got {self.risk_tolerance}")
+        if not 0 <= self.best_effort_share < 1 - self.slo.attainment + 1e-12:
+            raise ValueError(f"best_effort_share must be in [0, 1 - attainment = {1 - self.slo.attainment:g}), "
+                             f"got {self.best_effort_share}")
         if self.spare_spot_replicas < 0:
             raise ValueError(f"spare_spot_replicas must be >= 0, got {self.spare_spot_replicas}")
 
@@ -116,8 +122,24 @@ def candidates(req: PlanRequest) -> list[Candidate]:
     return sorted(best.values(), key=lambda c: c.key)
 
 
+def best_effort_buckets(buckets: list[Bucket], req: PlanRequest) -> set[int]:
+    """The rarest buckets, together at most best_effort_share of the requests: a p99 SLO leaves them slack, so
+    they must be served but not within the TTFT target (one 14k-token prompt an hour should not buy an H100)."""
+    total = sum(b.rate_req_per_s for b in buckets)
+    out, used = set(), 0.0
+    for j in sorted(range(len(buckets)), key=lambda j: buckets[j].rate_req_per_s):
+        used += buckets[j].rate_req_per_s
+        if used > req.best_effort_share * total:
+            break
+        out.add(j)
+    return out
+
+
 def capacity_matrix(cands: list[Candidate], buckets: list[Bucket], req: PlanRequest) -> np.ndarray:
-    """cap[c, b]: requests/s of bucket b one replica of candidate c serves within the SLO."""
+    """cap[c, b]: requests/s of bucket b one replica of candidate c serves within the SLO (for best-effort
+    buckets: within the TPOT target, with no TTFT target)."""
+    relaxed = dataclasses.replace(req.slo, ttft_p99_s=1e6)
+    best_effort = best_effort_buckets(buckets, req)
     cap = np.zeros((len(cands), len(buckets)))
     cache: dict[tuple, float] = {}
     for i, c in enumerate(cands):
@@ -126,7 +148,8 @@ def capacity_matrix(cands: list[Candidate], buckets: list[Bucket], req: PlanRequ
                 continue
             key = (c.model, c.offering.gpu, c.perf.num_gpus, j)
             if key not in cache:
-                cache[key] = replica_capacity_req_per_s(c.perf, b, req.slo, req.knobs)
+                slo = relaxed if j in best_effort else req.slo
+                cache[key] = replica_capacity_req_per_s(c.perf, b, slo, req.knobs)
             cap[i, j] = cache[key] * c.replicas_per_instance
     return cap
 
@@ -136,7 +159,8 @@ def check_floor(cands: list[Candidate], buckets: list[Bucket], cap: np.ndarray, 
     if not cands:
         raise InfeasibleFleetError(f"no allowed instance holds any of {list(req.models)} in {list(req.regions)} "
                                    f"({'/'.join(req.markets)}); allow a smaller model, more regions or the other market")
-    busiest = max(buckets, key=lambda b: b.input_tokens_p99)
+    best_effort = best_effort_buckets(buckets, req)
+    busiest = max((b for j, b in enumerate(buckets) if j not in best_effort), key=lambda b: b.input_tokens_p99)
     ttft_floor_s = min(c.perf.roofline_step_s(busiest.input_tokens_p99, busiest.input_tokens_p99 ** 2) for c in cands)
     if ttft_floor_s > req.slo.ttft_p99_s:
         raise SloBelowFloorError(
@@ -294,6 +318,7 @@ def make_plan(buckets: list[Bucket], req: PlanRequest, workload_summary: dict | 
         "usd_per_1m_output_tokens": usd_per_hour / out_tok_per_h * 1e6,
         "floor_usd_per_1m_output_tokens": float(floor),
         "headroom_replicas": round(sum(r["headroom_replicas"] for r in replicas), 3),
+        "best_effort_buckets": sorted(best_effort_buckets(buckets, req)),
         "baselines": {k: v for k, v in baselines.items()},
         "saving_vs_single_ondemand": None if single is None else 1 - usd_per_hour / single["usd_per_hour"],
         "num_candidates": len(cands),

@@ -19,7 +19,7 @@ from cost_model.replica import Replica, Seq
 from cost_model.spot import SpotModel, draw_preemptions, preemptions_from_trace
 from cost_model.workload import Bucket, Workload, bucket_index
 
-ARRIVAL, REPLICA, WARN, KILL, READY = range(5)
+ARRIVAL, REPLICA, WARN, KILL, READY, RETRY, RELAUNCH = range(7)
 
 
 @dataclass(frozen=True)
@@ -33,6 +33,7 @@ class SimOptions:
     max_num_seqs: int = 256
     max_batched_tokens: int | None = None  # None: sized to the TPOT target (capacity.prefill_chunk_tokens)
     drain_after_s: float = 3600.0  # stop this long after the last arrival; anything unfinished is lost
+    spot_retry_s: float = 600.0  # how often an on-demand fallback tries to go back to spot
 
     def __post_init__(self) -> None:
         if self.spot_source not in ("model", "trace", "none"):
@@ -51,6 +52,8 @@ class Instance:
     start_s: float
     end_s: float | None = None
     replicas: list = field(default_factory=list)
+    is_fallback: bool = False  # on demand, standing in for an interrupted spot instance
+    is_retiring: bool = False  # a fallback handing back to spot (its end is not a preemption)
 
 
 def simulate(plan: dict, workload: Workload, options: SimOptions = SimOptions(),
@@ -82,7 +85,7 @@ def simulate(plan: dict, workload: Workload, options: SimOptions = SimOptions(),
     instances: list[Instance] = []
     replicas: list[Replica] = []
 
-    def launch(entry: dict, market: str, t_launch: float, t_ready: float) -> None:
+    def launch(entry: dict, market: str, t_launch: float, t_ready: float) -> Instance:
         price = entry["usd_per_hour_each"] if market == entry["market"] else _price(entry, market)
         inst = Instance(entry, market, price, t_launch)
         perf = perf_for(entry)
@@ -103,10 +106,28 @@ def simulate(plan: dict, workload: Workload, options: SimOptions = SimOptions(),
                 push(t - min(options.spot.warning_s, t - t_ready) if t > t_ready else t, WARN, inst)
                 push(t, KILL, inst)
                 break  # the first interruption ends this instance; its replacement draws anew
+        return inst
 
     for entry in plan["replicas"]:
         for _ in range(entry["count"]):
             launch(entry, entry["market"], 0.0, 0.0)
+    spare = int(plan.get("request", {}).get("spare_spot_replicas", 0))
+    slots_down = {id(entry): 0 for entry in plan["replicas"]}
+
+    def replace(entry: dict, now: float) -> None:
+        """Refill an interrupted spot slot: spot if it can be had; else on demand once the pool has lost more
+        instances than its spare ones (SkyServe's fallback); else try spot again later."""
+        delay = options.spot.replacement_delay_s(get_model(entry["model"]).weight_bytes)
+        if _spot_available(entry, now, options, rng):
+            launch(entry, "spot", now, now + delay)
+        elif slots_down[id(entry)] > spare:
+            new = launch(entry, "ondemand", now, now + delay)
+            new.is_fallback = True
+            push(now + options.spot_retry_s, RETRY, new)
+        else:
+            push(now + options.spot_retry_s, RELAUNCH, entry)
+            return
+        slots_down[id(entry)] -= 1
     for i in range(len(workload)):
         push(float(workload.arrival_s[i]), ARRIVAL, i)
 
@@ -198,9 +219,25 @@ def simulate(plan: dict, workload: Workload, options: SimOptions = SimOptions(),
                     requeued += 1
                     if not dispatch(seq, now):
                         pending.append(seq)
-            market = "spot" if _spot_available(inst.entry, now, options, rng) else "ondemand"
-            delay = options.spot.replacement_delay_s(get_model(inst.entry["model"]).weight_bytes)
-            launch(inst.entry, market, now, now + delay)
+            if inst.is_retiring:
+                continue
+            slots_down[id(inst.entry)] += 1
+            replace(inst.entry, now)
+        elif kind == RELAUNCH:
+            if slots_down[id(obj)] > 0:
+                replace(obj, now)
+        elif kind == RETRY:  # SkyServe: an on-demand fallback goes back to spot once spot can be had
+            inst = obj
+            if inst.end_s is not None:
+                continue
+            if _spot_available(inst.entry, now, options, rng):
+                delay = options.spot.replacement_delay_s(get_model(inst.entry["model"]).weight_bytes)
+                launch(inst.entry, "spot", now, now + delay)
+                inst.is_retiring = True
+                push(now + delay, WARN, inst)
+                push(now + delay + options.spot.warning_s, KILL, inst)
+            else:
+                push(now + options.spot_retry_s, RETRY, inst)
         elif kind == READY:
             for rep in obj.replicas:
                 rep.alive = rep.accepting = obj.end_s is None
@@ -243,9 +280,9 @@ def _summary(workload: Workload, slo: Slo, ttft, tpot, done, cost, requeued, ins
         "usd_per_hour": float(cost / max(end_s, 1e-9) * 3600),
         "usd_per_1m_output_tokens": float(cost / out_tokens * 1e6) if out_tokens else float("nan"),
         "output_tokens_per_s": out_tokens / max(end_s, 1e-9),
-        "preemptions": int(sum(1 for i in instances if i.end_s is not None)),
+        "preemptions": int(sum(1 for i in instances if i.end_s is not None and not i.is_retiring)),
         "requeued_requests": int(requeued),
-        "ondemand_fallback_instances": int(sum(1 for i in instances if i.start_s > 0 and i.market == "ondemand")),
+        "ondemand_fallback_instances": int(sum(1 for i in instances if i.is_fallback)),
         "num_events": int(num_events),
     }
 

@@ -1,0 +1,113 @@
+"""Benchmark: tamer's fleet plan against the cheapest single instance type on demand, both replayed on real traces.
+
+    python bench/planner.py [--data ../shared/data/cloud] [--rates 1,2,4] [--quick]
+
+For the Azure LLM 2023 conv and code traces at several rates (the trace compressed to the rate, then repeated
+to its original hour) and two SLO settings: plan (MILP over buckets x instance types x markets x regions),
+simulate the plan with spot preemptions replayed from the SkyPilot AWS spot traces, and simulate the baseline
+fleet (cheapest single instance type, on demand) the same way. Writes bench/results/planner.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import time
+from pathlib import Path
+
+from cost_model.capacity import Slo
+from cost_model.planner import PlanRequest, make_plan
+from cost_model.simulate import SimOptions, simulate
+from cost_model.spot import read_spot_trace
+from cost_model.workload import bucketize, read_trace
+
+ROOT = Path(__file__).resolve().parents[1]
+SLOS = {"relaxed": Slo(2.0, 0.100), "tight": Slo(1.0, 0.050)}
+
+
+def run_one(workload, slo: Slo, models: tuple[str, ...], regions: tuple[str, ...], options: SimOptions) -> dict:
+    req = PlanRequest(models=models, slo=slo, regions=regions)
+    peak = workload.peak_factor(slo.ttft_p99_s * req.knobs.ttft_budget_frac)
+    buckets = bucketize(workload, peak)
+    started = time.perf_counter()
+    plan = make_plan(buckets, req)
+    plan_s = time.perf_counter() - started
+    started = time.perf_counter()
+    sim = simulate(plan, workload, options)
+    sim_s = time.perf_counter() - started
+    single = plan["baselines"]["single_ondemand"]
+    base_type = single["candidate"].split("@")[1].split("/")[0]
+    base_region = single["candidate"].split("/")[-2]
+    base_plan = make_plan(buckets, PlanRequest(models=models, slo=slo, regions=(base_region,),
+                                               markets=("ondemand",), instance_types=(base_type,)))
+    base_sim = simulate(base_plan, workload, options)
+    return {
+        "num_requests": len(workload), "rate_req_per_s": workload.rate_req_per_s, "peak_factor": peak,
+        "fleet": [f"{r['count']}x {r['instance_type']} {r['market']} {r['region']}" for r in plan["replicas"]],
+        "usd_per_hour": plan["usd_per_hour"], "baselines": plan["baselines"],
+        "saving_vs_single_ondemand": plan["saving_vs_single_ondemand"],
+        "usd_per_1m_output_tokens": plan["usd_per_1m_output_tokens"],
+        "floor_usd_per_1m_output_tokens": plan["floor_usd_per_1m_output_tokens"],
+        "solve_s": plan["solve_s"], "plan_s": plan_s, "sim_s": sim_s,
+        "slo_attainment": sim["slo_attainment"], "lost_requests": sim["lost_requests"],
+        "ttft_p99_s": sim["ttft_p99_s"], "tpot_p99_s": sim["tpot_p99_s"], "sim_cost_usd": sim["cost_usd"],
+        "sim_usd_per_hour": sim["usd_per_hour"], "preemptions": sim["preemptions"],
+        "ondemand_fallbacks": sim["ondemand_fallback_instances"],
+        "baseline_fleet": [f"{r['count']}x {r['instance_type']}" for r in base_plan["replicas"]],
+        "baseline_usd_per_hour": base_plan["usd_per_hour"],
+        "baseline_slo_attainment": base_sim["slo_attainment"], "baseline_lost_requests": base_sim["lost_requests"],
+        "baseline_sim_usd_per_hour": base_sim["usd_per_hour"],
+        "sim_saving_vs_single_ondemand": 1 - sim["cost_usd"] / base_sim["cost_usd"],
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "cloud")
+    parser.add_argument("--rates", default="1,2,4", help="multiples of each trace's own mean rate")
+    parser.add_argument("--models", default="llama-3.1-8b")
+    parser.add_argument("--regions", default="us-east-1,us-east-2,us-west-2")
+    parser.add_argument("--traces", default="conv,code")
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "planner.json")
+    args = parser.parse_args()
+    spot_files = sorted(glob.glob(str(args.data / "spot_traces/skypilot_spot_traces/preemption/1-node/aws-04-22-2023/*")))
+    options = SimOptions(spot_source="trace", spot_traces=tuple(read_spot_trace(f) for f in spot_files), seed=0)
+    models, regions = tuple(args.models.split(",")), tuple(args.regions.split(","))
+    rows = []
+    header = (f"{'trace':<5} {'rate':>5} {'SLO':<7} {'plan $/h':>8} {'single OD $/h':>13} {'saving':>6} "
+              f"{'attain':>7} {'lost':>4} {'base attain':>11} {'sim saving':>10} {'solve s':>7}  fleet")
+    print(header)
+    for name in args.traces.split(","):
+        trace = read_trace(args.data / "traces" / f"azure_llm_2023_{name}.csv")
+        for mult in (float(x) for x in args.rates.split(",")):
+            workload = trace.rescaled(factor=mult).tiled(trace.duration_s)
+            for slo_name, slo in SLOS.items():
+                row = {"trace": name, "rate_multiple": mult, "slo": slo_name, "ttft_p99_target_s": slo.ttft_p99_s,
+                       "tpot_p99_target_s": slo.tpot_p99_s, **run_one(workload, slo, models, regions, options)}
+                rows.append(row)
+                print(f"{name:<5} {row['rate_req_per_s']:>5.1f} {slo_name:<7} {row['usd_per_hour']:>8.2f} "
+                      f"{row['baseline_usd_per_hour']:>13.2f} {row['saving_vs_single_ondemand'] * 100:>5.0f}% "
+                      f"{row['slo_attainment'] * 100:>6.2f}% {row['lost_requests']:>4} "
+                      f"{row['baseline_slo_attainment'] * 100:>10.2f}% {row['sim_saving_vs_single_ondemand'] * 100:>9.0f}% "
+                      f"{row['solve_s']:>7.2f}  {', '.join(row['fleet'])}", flush=True)
+    perf_path = ROOT / "bench" / "results" / "perf_model.json"
+    profile_mape = json.loads(perf_path.read_text())["profile_mape"] if perf_path.exists() else None
+    summary = {
+        "min_saving_vs_single_ondemand": min(r["saving_vs_single_ondemand"] for r in rows),
+        "mean_saving_vs_single_ondemand": sum(r["saving_vs_single_ondemand"] for r in rows) / len(rows),
+        "min_slo_attainment": min(r["slo_attainment"] for r in rows),
+        "total_lost_requests": sum(r["lost_requests"] for r in rows),
+        "max_solve_s": max(r["solve_s"] for r in rows),
+        "profile_mape": profile_mape,
+        "sim_vs_engine_error": None,
+    }
+    print(json.dumps(summary, indent=1))
+    args.out.parent.mkdir(exist_ok=True)
+    args.out.write_text(json.dumps({"models": models, "regions": regions, "spot_traces": [Path(f).name for f in spot_files],
+                                    "rows": rows, "summary": summary}, indent=1) + "\n")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
