@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any, Union
 
 from backends.errors import TamerError, error_from_code
@@ -50,10 +50,13 @@ _NAMES = {cls: name for name, cls in _KINDS.items()}
 
 
 def event_to_dict(event: Event) -> dict[str, Any]:
-    out = {"type": _NAMES[type(event)], **asdict(event)}
     if isinstance(event, TokenEvent):
-        out["token_ids"] = list(event.token_ids)
-    return out
+        return {"type": "token", "text": event.text, "num_tokens": event.num_tokens,
+                "token_ids": list(event.token_ids)}
+    if isinstance(event, FinishEvent):
+        return {"type": "finish", "finish_reason": event.finish_reason, "prompt_tokens": event.prompt_tokens,
+                "completion_tokens": event.completion_tokens}
+    return {"type": "error", "code": event.code, "message": event.message, "status": event.status}
 
 
 def event_from_dict(data: dict[str, Any]) -> Event:

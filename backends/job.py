@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 RequestKind = Literal["chat", "completion"]
@@ -39,7 +39,9 @@ class GenerationRequest:
         return sum(len(str(m.get("content") or "")) for m in self.messages)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {"kind": self.kind, "messages": [dict(m) for m in self.messages], "prompt": self.prompt,
+                "max_tokens": self.max_tokens, "temperature": self.temperature, "top_p": self.top_p,
+                "seed": self.seed, "stop": list(self.stop), "stream": self.stream}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "GenerationRequest":
@@ -88,11 +90,12 @@ class Job:
     resume_from: Resume | None = None  # what earlier attempts committed (None: start from the prompt)
 
     def to_dict(self) -> dict[str, Any]:
-        out = asdict(self)
-        out["request"] = self.request.to_dict()
-        if self.resume_from is not None:
-            out["resume_from"]["token_ids"] = list(self.resume_from.token_ids)
-        return out
+        r = self.resume_from
+        return {"job_id": self.job_id, "deployment": self.deployment, "model": self.model,
+                "request": self.request.to_dict(), "priority": self.priority, "created_at_s": self.created_at_s,
+                "est_tokens": self.est_tokens, "deadline_at_s": self.deadline_at_s, "attempt": self.attempt,
+                "resume_from": None if r is None else {"text": r.text, "token_ids": list(r.token_ids),
+                                                      "num_tokens": r.num_tokens}}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Job":

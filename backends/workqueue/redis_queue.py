@@ -43,6 +43,7 @@ from backends.errors import InternalError, QueueFullError
 from backends.events import ErrorEvent, Event, TokenEvent, event_from_dict, event_to_dict, is_terminal
 from backends.job import Job, Resume
 from backends.workqueue.base import Aging, DeploymentLoad, JobLostError, QueueUnavailableError
+from backends.workqueue.redis_calls import ScriptCaller
 from backends.workqueue.redis_inbox import Inbox
 from backends.workqueue.redis_keys import RedisKeys
 from backends.workqueue.redis_scripts import script_sources
@@ -101,10 +102,12 @@ class RedisWorkQueue:
         self._errors = (RedisConnectionError, RedisTimeoutError, OSError)
         common = dict(decode_responses=True, socket_connect_timeout=socket_timeout_s,
                       retry=Retry(NoBackoff(), 0), health_check_interval=0)
-        self._redis = aioredis.Redis.from_url(redis_url, socket_timeout=socket_timeout_s,
-                                              max_connections=256, **common)
+        # at most 64 connections; a call past that waits its turn (up to socket_timeout_s) instead of failing
+        pool = aioredis.BlockingConnectionPool.from_url(redis_url, max_connections=64, timeout=socket_timeout_s,
+                                                        socket_timeout=socket_timeout_s, **common)
+        self._redis = aioredis.Redis(connection_pool=pool)
         self._blocking = aioredis.Redis.from_url(redis_url, socket_timeout=None, **common)
-        self._scripts = {name: self._redis.register_script(src) for name, src in script_sources(self.keys).items()}
+        self._scripts = ScriptCaller(self._redis, script_sources(self.keys))
         self._inbox = Inbox(self._redis, self._blocking, self.keys, self.consumer_id, result_ttl_s, self._errors)
         self._held: dict[str, _Held] = {}
         self._registrations: dict[str, tuple[tuple[str, ...], str]] = {}
@@ -123,7 +126,7 @@ class RedisWorkQueue:
 
     async def _call(self, name: str, args: list[Any]) -> Any:
         try:
-            return await self._scripts[name](args=args)
+            return await self._scripts(name, args)
         except self._errors as err:
             raise self._unavailable(err) from None
 
@@ -299,13 +302,16 @@ class RedisWorkQueue:
         lease_ms = int(self.lease_timeout_s * 1000)
 
         def call() -> Awaitable[Any]:
-            return self._call("publish", [job_id, held.attempt, held.num_events, lease_ms, terminal, *payloads])
+            return self._call("publish", [job_id, held.attempt, held.num_events, lease_ms, terminal,
+                                          int(self.result_ttl_s), *payloads])
 
         status, length = await self._retrying(call, held, f"publishing to job {job_id}")
-        if status in ("ok", "cancelled"):
+        if status in ("ok", "cancelled", "done"):
             held.num_events = int(length)
             if status == "cancelled":
                 held.stopped.set()
+            elif status == "done":  # a terminal event completes the job: no separate ack
+                self._held.pop(job_id, None)
             return
         if status == "conflict":  # the log is not what this worker wrote (Redis lost writes): start over
             log.warning("job %s: its log has %s events, this worker expected %d; handing it back to resume",
@@ -403,6 +409,7 @@ class RedisWorkQueue:
             self._heartbeat.cancel()
             await asyncio.gather(self._heartbeat, return_exceptions=True)
         await self._inbox.close()
+        await self._scripts.close()
         for client in (self._redis, self._blocking):
             try:
                 await client.aclose()

@@ -19,8 +19,7 @@ local function now_ms()
 end
 
 local function wake(dep)
-  redis.call('LPUSH', k_wake(dep), '1')
-  redis.call('LTRIM', k_wake(dep), 0, 255)
+  if redis.call('LPUSH', k_wake(dep), '1') > 256 then redis.call('LTRIM', k_wake(dep), 0, 255) end
 end
 
 -- the job leaves the running set: its lease, its deployment's in-flight set and token count
@@ -40,9 +39,9 @@ local function end_job(id, state, ttl_s)
 end
 
 -- a running job goes back to its queue at its old place (its worker died or handed it back);
--- one whose answer is already complete, or whose client is gone, is ended instead
+-- one whose client is gone is ended instead
 local function requeue(id, ttl_s)
-  local h = redis.call('HMGET', k_job(id), 'state', 'dep', 'member', 'score', 'tokens', 'ended', 'cancel')
+  local h = redis.call('HMGET', k_job(id), 'state', 'dep', 'member', 'score', 'tokens', 'cancel')
   if not h[1] then
     redis.call('ZREM', k_leases(), id)
     return 0
@@ -50,10 +49,6 @@ local function requeue(id, ttl_s)
   leave_running(id, h[2], h[5])
   if h[1] ~= 'running' then return 0 end
   if h[6] == '1' then
-    end_job(id, 'done', ttl_s)
-    return 0
-  end
-  if h[7] == '1' then
     end_job(id, 'cancelled', ttl_s)
     return 0
   end
@@ -72,15 +67,14 @@ local q = k_queue(dep)
 local depth = redis.call('ZCARD', q)
 if depth >= tonumber(ARGV[5]) then return {0, depth} end
 local jk = k_job(id)
-if redis.call('EXISTS', jk) == 1 then return {-1, depth} end
+if redis.call('HSETNX', jk, 'state', 'queued') == 0 then return {-1, depth} end
 local now = now_ms()
 local seq = redis.call('INCR', k_seq())
 local member = string.format('%016d:%s', seq, id)
 local score = string.format('%.3f', now / 1000 + tonumber(ARGV[4]))
 local deadline = 0
 if tonumber(ARGV[9]) > 0 then deadline = now + tonumber(ARGV[9]) end
-redis.call('HSET', jk, 'spec', ARGV[3], 'dep', dep, 'member', member, 'score', score, 'state', 'queued',
-           'attempt', 0, 'reply', ARGV[6], 'tokens', ARGV[7], 'deadline', deadline)
+redis.call('HSET', jk, 'spec', ARGV[3], 'dep', dep, 'member', member, 'score', score, 'attempt', 0, 'reply', ARGV[6], 'tokens', ARGV[7], 'deadline', deadline)
 redis.call('EXPIRE', jk, ARGV[8])
 redis.call('ZADD', q, score, member)
 wake(dep)
@@ -137,8 +131,8 @@ end
 return {{claimed, skipped}}
 """
 
-# ARGV: job_id, attempt, expected log length, lease (ms), is terminal ('1'/'0'), event JSON...
-# Returns {status, log length}: status ok | cancelled | lost | conflict.
+# ARGV: job_id, attempt, expected log length, lease (ms), is terminal ('1'/'0'), result TTL (s), event JSON...
+# Returns {status, log length}: status ok | cancelled | done (a terminal event ended the job) | lost | conflict.
 _PUBLISH = """
 local id = ARGV[1]
 local jk = k_job(id)
@@ -146,22 +140,27 @@ local h = redis.call('HMGET', jk, 'state', 'attempt', 'reply', 'cancel')
 if h[1] ~= 'running' or h[2] ~= ARGV[2] then return {'lost', 0} end
 local lk = k_log(id)
 local n = redis.call('LLEN', lk)
-local expected, count = tonumber(ARGV[3]), #ARGV - 5
+local expected, count = tonumber(ARGV[3]), #ARGV - 6
 if n == expected + count then return {'ok', n} end
 if n ~= expected then return {'conflict', n} end
 local inbox = nil
 if h[3] and h[3] ~= '' then inbox = k_inbox(h[3]) end
-for i = 6, #ARGV do
+for i = 7, #ARGV do
   redis.call('RPUSH', lk, ARGV[i])
   if inbox then
-    redis.call('XADD', inbox, 'MAXLEN', '~', 100000, '*', 'j', id, 'n', n + i - 6, 'e', ARGV[i])
+    redis.call('XADD', inbox, 'MAXLEN', '~', 100000, '*', 'j', id, 'n', n + i - 7, 'e', ARGV[i])
   end
 end
 if n == 0 then
   local ttl_s = redis.call('TTL', jk)
   if ttl_s > 0 then redis.call('EXPIRE', lk, ttl_s) end
 end
-if ARGV[5] == '1' then redis.call('HSET', jk, 'ended', '1') end
+if ARGV[5] == '1' then
+  local d = redis.call('HMGET', jk, 'dep', 'tokens')
+  leave_running(id, d[1], d[2])
+  end_job(id, 'done', tonumber(ARGV[6]))
+  return {'done', n + count}
+end
 redis.call('ZADD', k_leases(), 'XX', now_ms() + tonumber(ARGV[4]), id)
 if h[4] == '1' then return {'cancelled', n + count} end
 return {'ok', n + count}
