@@ -108,11 +108,7 @@ class LocalBackend:
         finished = False
         try:
             while True:
-                out = await sink.get()
-                if isinstance(out, ValueError):
-                    raise InvalidRequestError(str(out))
-                if isinstance(out, Exception):
-                    raise BackendUnavailableError(f"local engine failed: {out}")
+                out = await _next_output(sink)
                 if out.new_text or out.new_token_ids:
                     yield TokenEvent(text=out.new_text, num_tokens=len(out.new_token_ids),
                                      token_ids=tuple(out.new_token_ids))
@@ -158,11 +154,7 @@ class LocalBackend:
         finished = False
         try:
             while True:
-                out = await sink.get()
-                if isinstance(out, ValueError):
-                    raise InvalidRequestError(str(out))
-                if isinstance(out, Exception):
-                    raise BackendUnavailableError(f"local engine failed: {out}")
+                out = await _next_output(sink)
                 for token_id in out.new_token_ids:
                     text = state.add(token_id)
                     yield TokenEvent(text=text, num_tokens=1, token_ids=(token_id,))
@@ -179,6 +171,16 @@ class LocalBackend:
         finally:
             if not finished:
                 self._thread.abort(request_id)
+
+
+async def _next_output(sink: asyncio.Queue):
+    """The engine thread's next StepOutput for a request; its errors become the client's errors."""
+    out = await sink.get()
+    if isinstance(out, ValueError):
+        raise InvalidRequestError(str(out))
+    if isinstance(out, Exception):
+        raise BackendUnavailableError(f"local engine failed: {out}")
+    return out
 
 
 class _Continuation:

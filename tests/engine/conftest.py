@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import shutil
 import time
 from pathlib import Path
 
 import pytest
 
-TINY_VOCAB_SIZE = 49152  # the bundled tokenizer's, so tiny models can share it
+from tests.tiny_models import save_tiny_model
 
 
 @pytest.fixture(scope="session")
@@ -54,28 +53,8 @@ def load_hf():
 
 
 def _save_tiny_model(kind: str, out_dir: Path, bundled_dir: Path, **overrides) -> Path:
-    transformers = pytest.importorskip("transformers")
-    import torch
-
-    config_classes = {"llama": transformers.LlamaConfig, "qwen2": transformers.Qwen2Config,
-                      "mistral": transformers.MistralConfig}
-    model_classes = {"llama": transformers.LlamaForCausalLM, "qwen2": transformers.Qwen2ForCausalLM,
-                     "mistral": transformers.MistralForCausalLM}
-    settings = dict(
-        vocab_size=TINY_VOCAB_SIZE, hidden_size=64, intermediate_size=96, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256, rope_theta=5000.0,
-        bos_token_id=1, eos_token_id=2, tie_word_embeddings=False,
-    )
-    settings.update(overrides)
-    torch.manual_seed(0)
-    model = model_classes[kind](config_classes[kind](**settings))
-    with torch.no_grad():  # random weights everywhere, biases and norms included, so every parameter matters
-        for param in model.parameters():
-            param.normal_(0.0, 0.5 if param.dim() == 1 else 0.1)
-    model.save_pretrained(out_dir)
-    for name in ("tokenizer.json", "tokenizer_config.json"):
-        shutil.copy(bundled_dir / name, out_dir / name)
-    return out_dir
+    pytest.importorskip("transformers")
+    return save_tiny_model(kind, out_dir, bundled_dir, **overrides)
 
 
 def _hf_load(model_dir: Path):

@@ -7,16 +7,15 @@ interpreter; fp32 on CUDA too), with small blocks and a small token budget so ch
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
-import torch
 
 from kernels import ops
+from tests.tiny_models import save_tiny_model
 
 pytest.importorskip("triton")
-transformers = pytest.importorskip("transformers")
+pytest.importorskip("transformers")
 
 PROMPTS = ["The capital of France is", "def fibonacci(n):", "One, two, three, four, five, six, seven, eight"]
 NUM_NEW_TOKENS = 6
@@ -26,21 +25,7 @@ NUM_NEW_TOKENS = 6
 def tiny_llama_dir(tmp_path_factory) -> Path:
     from backends.engine.bundled import bundled_model_dir
 
-    tokenizer_dir = bundled_model_dir()
-    out_dir = tmp_path_factory.mktemp("tiny-llama")
-    config = transformers.LlamaConfig(
-        vocab_size=49152, hidden_size=64, intermediate_size=96, num_hidden_layers=2, num_attention_heads=4,
-        num_key_value_heads=2, max_position_embeddings=256, rope_theta=5000.0, bos_token_id=1, eos_token_id=2,
-        tie_word_embeddings=False)  # vocab_size: the bundled tokenizer's
-    torch.manual_seed(0)
-    model = transformers.LlamaForCausalLM(config)
-    with torch.no_grad():  # random weights everywhere, norms included, so every op matters
-        for param in model.parameters():
-            param.normal_(0.0, 0.5 if param.dim() == 1 else 0.1)
-    model.save_pretrained(out_dir)
-    for name in ("tokenizer.json", "tokenizer_config.json"):
-        shutil.copy(tokenizer_dir / name, out_dir / name)
-    return out_dir
+    return save_tiny_model("llama", tmp_path_factory.mktemp("tiny-llama"), bundled_model_dir())
 
 
 def greedy_tokens(model_dir: Path, device: str) -> list[list[int]]:
