@@ -2,10 +2,11 @@
 
 A proxy submitting hundreds of jobs at once, or a worker publishing for dozens of running jobs, would
 otherwise pay one round trip (and one pass through the client library) per call. Here each call joins
-the batch of its event-loop turn; the batch is sent as one pipeline of EVALSHAs (not a transaction:
-each script is atomic on its own) and each caller gets its own result or error. Batches do not wait for
-each other. Scripts are loaded by hash; after a Redis restart (empty script cache) they are loaded again
-and the calls that met NOSCRIPT are retried.
+the batch of its event-loop turn; the batch is sent as one write of EVALSHAs on the queue's pipelined
+connection (backends/workqueue/redis_wire.py; not a transaction: each script is atomic on its own) and
+each caller gets its own result or error. Batches do not wait for each other. Scripts are loaded by
+hash; after a Redis restart (empty script cache) they are loaded again and the calls that met NOSCRIPT
+are retried.
 """
 
 from __future__ import annotations
@@ -14,15 +15,17 @@ import asyncio
 import hashlib
 from typing import Any
 
+from backends.workqueue.redis_wire import RedisWire
+
 
 class ScriptCaller:
-    def __init__(self, redis: Any, sources: dict[str, str]) -> None:
-        from redis.exceptions import NoScriptError
+    def __init__(self, wire: RedisWire, sources: dict[str, str]) -> None:
+        from redis.exceptions import ResponseError
 
-        self._redis = redis
+        self._wire = wire
         self._sources = sources
         self._shas = {name: hashlib.sha1(src.encode()).hexdigest() for name, src in sources.items()}
-        self._no_script = NoScriptError
+        self._response_error = ResponseError
         self._pending: list[tuple[str, list[Any], asyncio.Future]] = []
         self._flushes: set[asyncio.Task] = set()
 
@@ -43,7 +46,7 @@ class ScriptCaller:
     async def _flush(self, batch: list[tuple[str, list[Any], asyncio.Future]]) -> None:
         try:
             results = await self._execute(batch)
-            missing = [i for i, r in enumerate(results) if isinstance(r, self._no_script)]
+            missing = [i for i, r in enumerate(results) if self._is_no_script(r)]
             if missing:
                 await self._load_scripts()
                 retried = await self._execute([batch[i] for i in missing])
@@ -64,17 +67,18 @@ class ScriptCaller:
             else:
                 future.set_result(result)
 
+    def _is_no_script(self, result: Any) -> bool:
+        return isinstance(result, self._response_error) and str(result).startswith("NOSCRIPT")
+
     async def _execute(self, batch: list[tuple[str, list[Any], asyncio.Future]]) -> list[Any]:
-        pipe = self._redis.pipeline(transaction=False)
-        for name, args, _ in batch:
-            pipe.evalsha(self._shas[name], 0, *args)
-        return await pipe.execute(raise_on_error=False)
+        shas = self._shas
+        return await self._wire.execute([("EVALSHA", shas[name], 0, *args) for name, args, _ in batch])
 
     async def _load_scripts(self) -> None:
-        pipe = self._redis.pipeline(transaction=False)
-        for source in self._sources.values():
-            pipe.script_load(source)
-        await pipe.execute()
+        replies = await self._wire.execute([("SCRIPT", "LOAD", source) for source in self._sources.values()])
+        for reply in replies:
+            if isinstance(reply, Exception):
+                raise reply
 
     async def close(self) -> None:
         for task in list(self._flushes):

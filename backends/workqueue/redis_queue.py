@@ -47,6 +47,7 @@ from backends.workqueue.redis_calls import ScriptCaller
 from backends.workqueue.redis_inbox import Inbox
 from backends.workqueue.redis_keys import RedisKeys
 from backends.workqueue.redis_scripts import script_sources
+from backends.workqueue.redis_wire import RedisWire
 
 log = logging.getLogger("tamer.queue.redis")
 
@@ -107,7 +108,8 @@ class RedisWorkQueue:
                                                         socket_timeout=socket_timeout_s, **common)
         self._redis = aioredis.Redis(connection_pool=pool)
         self._blocking = aioredis.Redis.from_url(redis_url, socket_timeout=None, **common)
-        self._scripts = ScriptCaller(self._redis, script_sources(self.keys))
+        self._wire = RedisWire(redis_url, timeout_s=socket_timeout_s, connect_timeout_s=socket_timeout_s)
+        self._scripts = ScriptCaller(self._wire, script_sources(self.keys))
         self._inbox = Inbox(self._redis, self._blocking, self.keys, self.consumer_id, result_ttl_s, self._errors)
         self._held: dict[str, _Held] = {}
         self._registrations: dict[str, tuple[tuple[str, ...], str]] = {}
@@ -410,6 +412,7 @@ class RedisWorkQueue:
             await asyncio.gather(self._heartbeat, return_exceptions=True)
         await self._inbox.close()
         await self._scripts.close()
+        await self._wire.close()
         for client in (self._redis, self._blocking):
             try:
                 await client.aclose()
