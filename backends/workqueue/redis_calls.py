@@ -1,86 +1,128 @@
-"""Script calls to Redis, batched: the calls a process makes in one turn of its event loop go out together.
+"""Script calls to Redis, batched: the calls a process makes while its last batch is out go out together.
 
 A proxy submitting hundreds of jobs at once, or a worker publishing for dozens of running jobs, would
-otherwise pay one round trip (and one pass through the client library) per call. Here each call joins
-the batch of its event-loop turn; the batch is sent as one write of EVALSHAs on the queue's pipelined
-connection (backends/workqueue/redis_wire.py; not a transaction: each script is atomic on its own) and
-each caller gets its own result or error. Batches do not wait for each other. Scripts are loaded by
-hash; after a Redis restart (empty script cache) they are loaded again and the calls that met NOSCRIPT
-are retried.
+otherwise pay one round trip (a write, a read, a wake-up of Redis) per call. Here a call made while no
+batch is out is sent at the end of its event-loop turn, with every other call of that turn; calls made
+while up to `max_batches_out` batches are out wait for the oldest to be answered and then go out
+together. An idle queue so answers each call at once, and a busy one sends fewer, larger batches. A
+batch is one write of EVALSHAs on the queue's pipelined connection (backends/workqueue/redis_wire.py;
+not a transaction: each script is atomic on its own) and each caller gets its own result or error.
+Scripts are loaded by hash; after a Redis restart (empty script cache) they are loaded again and the
+calls that met NOSCRIPT are retried.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+from functools import partial
 from typing import Any
 
 from backends.workqueue.redis_wire import RedisWire
 
+_Call = tuple[str, list[Any], asyncio.Future]
+
 
 class ScriptCaller:
-    def __init__(self, wire: RedisWire, sources: dict[str, str]) -> None:
+    def __init__(self, wire: RedisWire, sources: dict[str, str], max_batches_out: int = 1) -> None:
         from redis.exceptions import ResponseError
 
+        if max_batches_out < 1:
+            raise ValueError(f"max_batches_out must be >= 1, got {max_batches_out}")
         self._wire = wire
         self._sources = sources
         self._shas = {name: hashlib.sha1(src.encode()).hexdigest() for name, src in sources.items()}
         self._response_error = ResponseError
-        self._pending: list[tuple[str, list[Any], asyncio.Future]] = []
-        self._flushes: set[asyncio.Task] = set()
+        self._max_batches_out = max_batches_out
+        self._pending: list[_Call] = []
+        self._num_batches_out = 0
+        self._is_flush_scheduled = False
+        self._retries: set[asyncio.Task] = set()
 
-    async def __call__(self, name: str, args: list[Any]) -> Any:
+    def __call__(self, name: str, args: list[Any]) -> asyncio.Future:
+        """The script's result (or error), as a future to await."""
         loop = asyncio.get_running_loop()
         future = loop.create_future()
         self._pending.append((name, args, future))
-        if len(self._pending) == 1:
-            loop.call_soon(self._start_flush)
-        return await future
+        if not self._is_flush_scheduled and self._num_batches_out < self._max_batches_out:
+            self._is_flush_scheduled = True
+            loop.call_soon(self._flush)
+        return future
 
-    def _start_flush(self) -> None:
+    def _flush(self) -> None:
+        self._is_flush_scheduled = False
         batch, self._pending = self._pending, []
-        task = asyncio.ensure_future(self._flush(batch))
-        self._flushes.add(task)
-        task.add_done_callback(self._flushes.discard)
+        if not batch:
+            return
+        self._num_batches_out += 1
+        sent = self._send(batch)
+        sent.add_done_callback(partial(self._answered, batch))
 
-    async def _flush(self, batch: list[tuple[str, list[Any], asyncio.Future]]) -> None:
+    def _send(self, batch: list[_Call]) -> asyncio.Future:
+        shas = self._shas
+        return self._wire.execute([("EVALSHA", shas[name], 0, *args) for name, args, _ in batch])
+
+    def _answered(self, batch: list[_Call], sent: asyncio.Future) -> None:
+        self._num_batches_out -= 1
+        if self._pending and not self._is_flush_scheduled:
+            self._is_flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
+        if sent.cancelled():
+            self._fail(batch, asyncio.CancelledError())
+            return
+        err = sent.exception()
+        if err is not None:  # connection lost, timeout: every caller of the batch hears it
+            self._fail(batch, err)
+            return
+        results = sent.result()
+        missing = []
+        for call, result in zip(batch, results):
+            if isinstance(result, self._response_error) and str(result).startswith("NOSCRIPT"):
+                missing.append(call)
+            else:
+                self._settle(call[2], result)
+        if missing:
+            task = asyncio.ensure_future(self._retry_after_loading(missing))
+            self._retries.add(task)
+            task.add_done_callback(self._retries.discard)
+
+    def _settle(self, future: asyncio.Future, result: Any) -> None:
+        if future.done():
+            return  # its caller stopped waiting; the script ran all the same
+        if isinstance(result, Exception):
+            future.set_exception(result)
+        else:
+            future.set_result(result)
+
+    def _fail(self, batch: list[_Call], err: BaseException) -> None:
+        for _, _, future in batch:
+            if future.done():
+                continue
+            if isinstance(err, asyncio.CancelledError):
+                future.cancel()
+            else:
+                future.set_exception(err)
+
+    async def _retry_after_loading(self, batch: list[_Call]) -> None:
         try:
-            results = await self._execute(batch)
-            missing = [i for i, r in enumerate(results) if self._is_no_script(r)]
-            if missing:
-                await self._load_scripts()
-                retried = await self._execute([batch[i] for i in missing])
-                for i, result in zip(missing, retried):
-                    results[i] = result
-        except BaseException as err:  # connection lost, timeout: every caller of the batch hears it
-            for _, _, future in batch:
-                if not future.done():
-                    future.set_exception(err)
+            replies = await self._wire.execute([("SCRIPT", "LOAD", src) for src in self._sources.values()])
+            for reply in replies:
+                if isinstance(reply, Exception):
+                    raise reply
+            results = await self._send(batch)
+        except BaseException as err:
+            self._fail(batch, err)
             if isinstance(err, asyncio.CancelledError):
                 raise
             return
         for (_, _, future), result in zip(batch, results):
-            if future.done():
-                continue  # its caller stopped waiting; the script ran all the same
-            if isinstance(result, Exception):
-                future.set_exception(result)
-            else:
-                future.set_result(result)
-
-    def _is_no_script(self, result: Any) -> bool:
-        return isinstance(result, self._response_error) and str(result).startswith("NOSCRIPT")
-
-    async def _execute(self, batch: list[tuple[str, list[Any], asyncio.Future]]) -> list[Any]:
-        shas = self._shas
-        return await self._wire.execute([("EVALSHA", shas[name], 0, *args) for name, args, _ in batch])
-
-    async def _load_scripts(self) -> None:
-        replies = await self._wire.execute([("SCRIPT", "LOAD", source) for source in self._sources.values()])
-        for reply in replies:
-            if isinstance(reply, Exception):
-                raise reply
+            self._settle(future, result)
 
     async def close(self) -> None:
-        for task in list(self._flushes):
+        from redis.exceptions import ConnectionError as RedisConnectionError
+
+        self._fail(self._pending, RedisConnectionError("the work queue was closed"))
+        self._pending = []
+        for task in list(self._retries):
             task.cancel()
-        await asyncio.gather(*self._flushes, return_exceptions=True)
+        await asyncio.gather(*self._retries, return_exceptions=True)

@@ -13,14 +13,15 @@ restarted without persistence) ends with a 503 error instead of waiting for its 
 from __future__ import annotations
 
 import asyncio
+import collections
 import json
 import logging
 import time
-from dataclasses import dataclass, field
 from typing import Any, AsyncIterator
 
 from backends.events import ErrorEvent, Event, event_from_dict, is_terminal
 from backends.workqueue.redis_keys import RedisKeys
+from backends.workqueue.redis_wire import RedisWire
 
 log = logging.getLogger("tamer.queue.redis")
 
@@ -30,23 +31,40 @@ _MAINTENANCE_EVERY_S = 5.0
 _QUIET_RESYNC_S = 5.0
 
 
-@dataclass
 class _Subscription:
-    job_id: str
-    events: asyncio.Queue = field(default_factory=asyncio.Queue)
-    next_seq: int = 0
-    is_submitted: bool = False
-    is_done: bool = False
-    last_event_s: float = field(default_factory=time.monotonic)
+    """One waiting request: events delivered and not yet taken, and the next log index it expects."""
+
+    __slots__ = ("job_id", "events", "waiter", "next_seq", "is_submitted", "is_done", "last_event_s")
+
+    def __init__(self, job_id: str) -> None:
+        self.job_id = job_id
+        self.events: collections.deque[Event] = collections.deque()
+        self.waiter: asyncio.Future | None = None  # set while its reader waits for the next event
+        self.next_seq = 0
+        self.is_submitted = False
+        self.is_done = False
+        self.last_event_s = time.monotonic()
+
+    def put(self, event: Event) -> None:
+        self.events.append(event)
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_result(None)
+
+    async def get(self) -> Event:
+        while not self.events:
+            self.waiter = asyncio.get_running_loop().create_future()
+            await self.waiter
+        return self.events.popleft()
 
 
 class Inbox:
     """Receives the events of the jobs this proxy submitted (see the module docstring)."""
 
-    def __init__(self, redis: Any, blocking: Any, keys: RedisKeys, proxy_id: str, ttl_s: float,
-                 connection_errors: tuple[type[BaseException], ...]) -> None:
-        self._redis = redis
-        self._blocking = blocking
+    def __init__(self, wire: RedisWire, redis_url: str, keys: RedisKeys, proxy_id: str, ttl_s: float,
+                 connection_errors: tuple[type[BaseException], ...], socket_timeout_s: float = 5.0) -> None:
+        self._wire = wire
+        # its own connection: an XREAD blocks it for up to _BLOCK_MS
+        self._reading = RedisWire(redis_url, _BLOCK_MS / 1000 + socket_timeout_s, socket_timeout_s)
         self._keys = keys
         self.proxy_id = proxy_id
         self._stream = keys.inbox(proxy_id)
@@ -76,7 +94,7 @@ class Inbox:
             return
         try:
             while True:
-                event = await sub.events.get()
+                event = await sub.get()
                 yield event
                 if is_terminal(event):
                     return
@@ -88,6 +106,7 @@ class Inbox:
             self._reader.cancel()
             await asyncio.gather(self._reader, return_exceptions=True)
             self._reader = None
+        await self._reading.close()
 
     async def _read_loop(self) -> None:
         last_id = "0-0"
@@ -101,7 +120,10 @@ class Inbox:
                     log.warning("queue Redis answers again after %.1f s; resumed reading events",
                                 time.monotonic() - outage_started_s)
                     outage_started_s, backoff_s = None, 0.05
-                reply = await self._blocking.xread({self._stream: last_id}, count=_COUNT, block=_BLOCK_MS)
+                [reply] = await self._reading.execute(
+                    [("XREAD", "COUNT", _COUNT, "BLOCK", _BLOCK_MS, "STREAMS", self._stream, last_id)])
+                if isinstance(reply, Exception):
+                    raise reply
                 for _stream, entries in reply or ():
                     for entry_id, fields in entries:
                         last_id = entry_id
@@ -121,8 +143,12 @@ class Inbox:
                 log.exception("inbox reader error; continuing")
                 await asyncio.sleep(0.1)
 
-    async def _dispatch(self, entry_id: str, fields: dict[str, str]) -> None:
-        job_id, seq, raw = fields.get("j"), fields.get("n"), fields.get("e")
+    async def _dispatch(self, entry_id: str, fields: list[str]) -> None:
+        if len(fields) == 6 and fields[0] == "j" and fields[2] == "n" and fields[4] == "e":
+            job_id, seq, raw = fields[1], fields[3], fields[5]
+        else:
+            named = dict(zip(fields[::2], fields[1::2]))
+            job_id, seq, raw = named.get("j"), named.get("n"), named.get("e")
         if not job_id or raw is None or seq is None or not str(seq).isdigit():
             self.num_skipped += 1
             log.warning("skipped a malformed entry %s in inbox %s: %.200r", entry_id, self._stream, fields)
@@ -147,11 +173,14 @@ class Inbox:
             self.num_skipped += 1
             log.warning("skipped malformed event %d of job %s: %s", sub.next_seq - 1, sub.job_id, err)
             return
-        sub.events.put_nowait(event)
+        sub.put(event)
         sub.is_done = is_terminal(event)
 
     async def _read_log(self, sub: _Subscription, stop: int = -1) -> None:
-        for raw in await self._redis.lrange(self._keys.log(sub.job_id), sub.next_seq, stop):
+        [entries] = await self._wire.execute([("LRANGE", self._keys.log(sub.job_id), sub.next_seq, stop)])
+        if isinstance(entries, Exception):
+            raise entries
+        for raw in entries:
             if sub.is_done:
                 return
             self._deliver(sub, raw)
@@ -161,11 +190,14 @@ class Inbox:
         subs = [s for s in subs if s.is_submitted and not s.is_done]
         if not subs:
             return
-        pipe = self._redis.pipeline(transaction=False)
+        commands: list[tuple[Any, ...]] = []
         for sub in subs:
-            pipe.lrange(self._keys.log(sub.job_id), sub.next_seq, -1)
-            pipe.exists(self._keys.job(sub.job_id))
-        replies = await pipe.execute()
+            commands.append(("LRANGE", self._keys.log(sub.job_id), sub.next_seq, -1))
+            commands.append(("EXISTS", self._keys.job(sub.job_id)))
+        replies = await self._wire.execute(commands)
+        for reply in replies:
+            if isinstance(reply, Exception):
+                raise reply
         for i, sub in enumerate(subs):
             entries, exists = replies[2 * i], replies[2 * i + 1]
             if sub.job_id not in self._subs:
@@ -175,7 +207,7 @@ class Inbox:
                     self._deliver(sub, raw)
             if not exists and not sub.is_done:
                 sub.is_done = True
-                sub.events.put_nowait(ErrorEvent(
+                sub.put(ErrorEvent(
                     code="queue_unavailable", status=503,
                     message="the queue lost this job (its Redis restarted without persistence, or the record "
                             "expired); send the request again",
@@ -183,9 +215,7 @@ class Inbox:
 
     async def _maintain(self, last_id: str) -> None:
         """Drop inbox entries already read, keep the inbox alive, and re-read the logs of quiet jobs."""
-        pipe = self._redis.pipeline(transaction=False)
-        pipe.xtrim(self._stream, minid=last_id, approximate=True)
-        pipe.expire(self._stream, self._ttl_s)
-        await pipe.execute()
+        await self._wire.execute([("XTRIM", self._stream, "MINID", "~", last_id),
+                                  ("EXPIRE", self._stream, self._ttl_s)])
         quiet_before_s = time.monotonic() - _QUIET_RESYNC_S
         await self._resync([s for s in self._subs.values() if s.last_event_s < quiet_before_s])

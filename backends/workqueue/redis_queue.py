@@ -47,7 +47,7 @@ from backends.workqueue.redis_calls import ScriptCaller
 from backends.workqueue.redis_inbox import Inbox
 from backends.workqueue.redis_keys import RedisKeys
 from backends.workqueue.redis_scripts import script_sources
-from backends.workqueue.redis_wire import RedisWire
+from backends.workqueue.redis_wire import BlockingCalls, RedisWire
 
 log = logging.getLogger("tamer.queue.redis")
 
@@ -82,9 +82,6 @@ class RedisWorkQueue:
                  aging: Aging | None = None, lease_timeout_s: float = 10.0, result_ttl_s: float = 3600.0,
                  retry_after_s: float = 1.0, socket_timeout_s: float = 5.0, load_cache_s: float = 0.25,
                  consumer_id: str | None = None) -> None:
-        import redis.asyncio as aioredis
-        from redis.asyncio.retry import Retry
-        from redis.backoff import NoBackoff
         from redis.exceptions import ConnectionError as RedisConnectionError
         from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -101,16 +98,12 @@ class RedisWorkQueue:
         self.load_cache_s = load_cache_s
         self.consumer_id = consumer_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self._errors = (RedisConnectionError, RedisTimeoutError, OSError)
-        common = dict(decode_responses=True, socket_connect_timeout=socket_timeout_s,
-                      retry=Retry(NoBackoff(), 0), health_check_interval=0)
-        # at most 64 connections; a call past that waits its turn (up to socket_timeout_s) instead of failing
-        pool = aioredis.BlockingConnectionPool.from_url(redis_url, max_connections=64, timeout=socket_timeout_s,
-                                                        socket_timeout=socket_timeout_s, **common)
-        self._redis = aioredis.Redis(connection_pool=pool)
-        self._blocking = aioredis.Redis.from_url(redis_url, socket_timeout=None, **common)
         self._wire = RedisWire(redis_url, timeout_s=socket_timeout_s, connect_timeout_s=socket_timeout_s)
+        self._blocking = BlockingCalls(redis_url, connect_timeout_s=socket_timeout_s)
+        self._socket_timeout_s = socket_timeout_s
         self._scripts = ScriptCaller(self._wire, script_sources(self.keys))
-        self._inbox = Inbox(self._redis, self._blocking, self.keys, self.consumer_id, result_ttl_s, self._errors)
+        self._inbox = Inbox(self._wire, redis_url, self.keys, self.consumer_id, result_ttl_s, self._errors,
+                            socket_timeout_s)
         self._held: dict[str, _Held] = {}
         self._registrations: dict[str, tuple[tuple[str, ...], str]] = {}
         self._heartbeat: asyncio.Task | None = None
@@ -210,9 +203,8 @@ class RedisWorkQueue:
             if jobs or remaining <= 0:
                 return jobs
             try:
-                await asyncio.wait_for(
-                    self._blocking.blpop([self.keys.wake(d) for d in deployments], timeout=max(remaining, 0.01)),
-                    remaining + 5.0)
+                await self._blocking.call(("BLPOP", *[self.keys.wake(d) for d in deployments], max(remaining, 0.01)),
+                                          remaining + self._socket_timeout_s)
             except asyncio.TimeoutError:
                 pass
             except self._errors as err:
@@ -413,9 +405,5 @@ class RedisWorkQueue:
         await self._inbox.close()
         await self._scripts.close()
         await self._wire.close()
-        for client in (self._redis, self._blocking):
-            try:
-                await client.aclose()
-            except Exception:
-                pass
+        await self._blocking.close()
 

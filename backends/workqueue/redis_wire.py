@@ -76,9 +76,14 @@ class _Protocol(asyncio.Protocol):
 
 
 class RedisWire:
-    """Batches of commands over one connection to the Redis at `url` (redis://, rediss:// or unix://)."""
+    """Batches of commands over one connection to the Redis at `url` (redis://, rediss:// or unix://).
 
-    def __init__(self, url: str, timeout_s: float = 5.0, connect_timeout_s: float = 5.0) -> None:
+    `timeout_s` None: no watchdog (a connection for blocking commands, whose callers time them out).
+    """
+
+    def __init__(self, url: str, timeout_s: float | None = 5.0, connect_timeout_s: float = 5.0) -> None:
+        if urlsplit(url).scheme not in ("redis", "rediss", "unix"):
+            raise ValueError(f"a Redis URL starts with redis://, rediss:// or unix://, got {url!r}")
         self._url = url
         self._timeout_s = timeout_s
         self._connect_timeout_s = connect_timeout_s
@@ -86,26 +91,29 @@ class RedisWire:
         self._connecting: asyncio.Future | None = None
         self._watchdog: asyncio.TimerHandle | None = None
 
-    async def execute(self, commands: Sequence[Sequence[Any]]) -> list[Any]:
-        """Send `commands` in one write; their replies, in order (error replies as ResponseError objects)."""
+    def execute(self, commands: Sequence[Sequence[Any]]) -> asyncio.Future:
+        """Send `commands` in one write; a future of their replies, in order (error replies as ResponseError
+        objects). Connected, the write happens before this returns, so batches reach Redis in call order."""
         protocol = self._protocol
         if protocol is None or protocol.lost is not None or protocol.transport.is_closing():
-            protocol = await self._connect()
-        loop = asyncio.get_running_loop()
-        future = loop.create_future()
+            return asyncio.ensure_future(self._connect_then_execute(commands))
+        future = asyncio.get_running_loop().create_future()
         protocol.waiting.append(_Batch(len(commands), future, time.monotonic()))
         protocol.transport.write(b"".join([pack_command(c) for c in commands]))
-        if self._watchdog is None:
-            self._watchdog = loop.call_later(self._timeout_s, self._check_timeout)
-        return await future
+        if self._watchdog is None and self._timeout_s is not None:
+            self._watchdog = asyncio.get_running_loop().call_later(self._timeout_s, self._check_timeout)
+        return future
+
+    async def _connect_then_execute(self, commands: Sequence[Sequence[Any]]) -> list[Any]:
+        await self._connect()
+        return await self.execute(commands)
 
     def _check_timeout(self) -> None:
         self._watchdog = None
         protocol = self._protocol
         if protocol is None or not protocol.waiting:
             return
-        oldest_s = protocol.waiting[0].sent_at_s
-        waited_s = time.monotonic() - oldest_s
+        waited_s = time.monotonic() - protocol.waiting[0].sent_at_s
         if waited_s >= self._timeout_s:
             from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -131,11 +139,9 @@ class RedisWire:
         parts = urlsplit(self._url)
         if parts.scheme == "unix":
             opening = loop.create_unix_connection(_Protocol, parts.path)
-        elif parts.scheme in ("redis", "rediss"):
+        else:
             tls = ssl.create_default_context() if parts.scheme == "rediss" else None
             opening = loop.create_connection(_Protocol, parts.hostname or "127.0.0.1", parts.port or 6379, ssl=tls)
-        else:
-            raise ValueError(f"a Redis URL starts with redis://, rediss:// or unix://, got {self._url!r}")
         try:
             _transport, protocol = await asyncio.wait_for(opening, self._connect_timeout_s)
         except asyncio.TimeoutError:
@@ -166,3 +172,38 @@ class RedisWire:
 
             self._protocol.fail(RedisConnectionError("the queue's Redis connection was closed"))
             self._protocol = None
+
+
+class BlockingCalls:
+    """Blocking commands (BLPOP, XREAD BLOCK), each on a connection of its own while it waits.
+
+    A connection whose call was cancelled or timed out is closed (Redis may still hold it blocked); the
+    others are kept for the next call."""
+
+    def __init__(self, url: str, connect_timeout_s: float = 5.0) -> None:
+        self._url = url
+        self._connect_timeout_s = connect_timeout_s
+        self._idle: list[RedisWire] = []
+        self._busy: set[RedisWire] = set()
+
+    async def call(self, command: Sequence[Any], timeout_s: float) -> Any:
+        """The command's reply; raises its error reply, or TimeoutError after `timeout_s`."""
+        wire = self._idle.pop() if self._idle else RedisWire(self._url, None, self._connect_timeout_s)
+        self._busy.add(wire)
+        try:
+            [reply] = await asyncio.wait_for(wire.execute([command]), timeout_s)
+        except BaseException:
+            self._busy.discard(wire)
+            await wire.close()
+            raise
+        self._busy.discard(wire)
+        self._idle.append(wire)
+        if isinstance(reply, Exception):
+            raise reply
+        return reply
+
+    async def close(self) -> None:
+        wires, self._idle = [*self._idle, *self._busy], []
+        self._busy.clear()
+        for wire in wires:
+            await wire.close()

@@ -61,7 +61,7 @@ async def test_batches_get_their_own_replies_in_order(redis_url, prefix):
 async def test_a_cancelled_caller_leaves_the_connection_in_step(redis_url, prefix):
     wire = RedisWire(redis_url)
     try:
-        slow = asyncio.create_task(wire.execute([("BLPOP", f"{prefix}:empty", 0.3)]))
+        slow = wire.execute([("BLPOP", f"{prefix}:empty", 0.3)])
         await asyncio.sleep(0.05)
         slow.cancel()
         assert await wire.execute([("ECHO", "after")]) == ["after"]  # answered once the BLPOP has timed out
@@ -73,7 +73,7 @@ async def test_a_dropped_connection_fails_its_callers_and_the_next_batch_reconne
     wire, other = RedisWire(redis_url), RedisWire(redis_url)
     try:
         [my_id] = await wire.execute([("CLIENT", "ID")])
-        waiting = asyncio.create_task(wire.execute([("BLPOP", f"{prefix}:empty", 5)]))
+        waiting = wire.execute([("BLPOP", f"{prefix}:empty", 5)])
         await asyncio.sleep(0.05)
         assert await other.execute([("CLIENT", "KILL", "ID", my_id)]) == [1]
         with pytest.raises(RedisConnectionError):
