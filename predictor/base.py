@@ -36,6 +36,7 @@ class PredictionInput:
     prompt_text: str
     num_messages: int
     max_tokens: int | None
+    has_system_prompt: bool = False
 
 
 class Predictor(Protocol):
@@ -43,9 +44,14 @@ class Predictor(Protocol):
 
     def predict(self, request: PredictionInput, models: Sequence[str]) -> Prediction: ...
 
+    def observe(self, model: str, predicted_tokens: float, output_tokens: int, truncated: bool) -> None:
+        """Feed back a finished request's true output length (online correction, predictor/correction.py)."""
+        ...
+
 
 _REGISTRY: dict[str, str] = {
     "heuristic": "predictor.heuristic:HeuristicPredictor",
+    "learned": "predictor.learned:LearnedPredictor",
 }
 
 

@@ -1,0 +1,106 @@
+"""Request features that cost microseconds: prompt statistics, task cues, hashed word n-grams.
+
+Everything here is a pure function of the request's text and shape. The dense part (`dense_features`)
+feeds the LightGBM models directly; the hashed n-grams (`hashed_ngrams`) feed the linear text heads
+(predictor/text_heads.py), which turn them into a few scores.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import zlib
+
+import numpy as np
+
+from predictor.base import PredictionInput
+
+NGRAM_BUCKETS = 1 << 18
+_WORD = re.compile(r"[a-z0-9']+")
+
+# Task cues: what kind of answer the prompt asks for. Case-insensitive unless noted.
+CUES: dict[str, re.Pattern[str]] = {name: re.compile(pattern, flags) for name, pattern, flags in [
+    ("list", r"\b(list|ideas|tips|steps|examples|ways|suggest\w*|recommend\w*|options|brainstorm)\b", re.I),
+    ("long_form", r"\b(essay|story|article|blog|letter|poem|script|speech|song|lyrics|report|email|post|"
+                  r"review|cover letter|outline|plan|guide|tutorial|itinerary|proposal)\b", re.I),
+    ("explain", r"\b(explain|describe|why|discuss|compare|difference|elaborate|analy[sz]e|how (do|does|can|"
+                r"to|would|should|is|are))\b", re.I),
+    ("code", r"(```|\bcode\b|\bfunction\b|\bpython\b|\bjavascript\b|\bsql\b|\bprogram\b|\bregex\b|\bc\+\+|"
+             r"\bjava\b|\bhtml\b|\bbash\b)", re.I),
+    ("short", r"\b(one word|one sentence|single word|briefly|brief|short|concise|yes or no|true or false|"
+              r"only (the|answer|respond)|just (the|answer|say)|in \d+ words|few words)\b", re.I),
+    ("transform", r"\b(rewrite|rephrase|paraphrase|correct|fix|edit|translate|summari[sz]e|convert|classify|"
+                  r"categori[sz]e|extract|identify|label|detect|sort|format)\b", re.I),
+    ("factoid", r"^\s*(what|who|when|where|which) (is|was|are|were|did)\b", re.I),
+    ("math", r"(\d+\s*[-+*/x×^]\s*\d+|\bcalculate\b|\bsolve\b|\bequation\b|\bhow many\b|\bhow much\b|\bpercent|"
+             r"\$\d)", re.I),
+    ("multiple_choice", r"(^|\n)\s*[A-D][.)]\s|\bAnswer:\s*$", 0),
+    ("count_asked", r"\b(\d+|two|three|four|five|six|seven|eight|nine|ten|twenty)\s+(\w+\s)?(ideas|tips|ways|"
+                    r"examples|reasons|things|steps|questions|names|words|sentences|paragraphs|points|facts|"
+                    r"items|options|jokes|titles)\b", re.I),
+    ("exclusion", r"\b(NOT|EXCEPT|LEAST|FALSE)\b", 0),
+    ("statements", r"\bStatement 1\b", 0),
+    ("roleplay", r"\b(pretend|act as|imagine (you|that)|you are an?|role[- ]?play)\b", re.I),
+    ("opinion", r"\b(what do you think|your opinion|should i|would you|do you)\b", re.I),
+    ("detail", r"\b(detailed|in detail|comprehensive|thorough|step[- ]by[- ]step|in depth|elaborate)\b", re.I),
+    ("creative", r"\b(creative|funny|humorous|joke|rhyme|fictional|imagine|haiku|limerick)\b", re.I),
+]}
+
+STAT_NAMES = (
+    "log2_chars", "log2_words", "lines", "question_marks", "log2_digits", "numbers", "upper_ratio",
+    "sentences", "ends_with_question", "ends_with_colon", "payload_share", "mean_word_chars", "quotes",
+    "messages", "has_system_prompt",
+)
+DENSE_NAMES = STAT_NAMES + tuple(f"cue_{name}" for name in CUES)
+
+_NUMBER = re.compile(r"\d+(?:[.,]\d+)?")
+_SENTENCE_END = re.compile(r"[.!?](\s|$)")
+
+
+def dense_features(request: PredictionInput) -> np.ndarray:
+    """Prompt statistics and task-cue flags, in DENSE_NAMES order (float32)."""
+    text = request.prompt_text
+    words = text.split()
+    n_chars = len(text)
+    stripped = text.rstrip()
+    head, sep, tail = text.partition("\n")
+    if not sep:
+        head, sep, tail = text.partition(":")
+    stats = [
+        math.log2(1 + n_chars),
+        math.log2(1 + len(words)),
+        float(text.count("\n") + 1),
+        float(text.count("?")),
+        math.log2(1 + sum(c.isdigit() for c in text)),
+        float(len(_NUMBER.findall(text))),
+        sum(c.isupper() for c in text) / max(1, n_chars),
+        float(len(_SENTENCE_END.findall(text))),
+        float(stripped.endswith("?")),
+        float(stripped.endswith(":")),
+        len(tail) / max(1, n_chars) if sep else 0.0,
+        (sum(len(w) for w in words) / len(words)) if words else 0.0,
+        float(text.count('"') + text.count("“")),
+        float(request.num_messages),
+        float(request.has_system_prompt),
+    ]
+    cues = [1.0 if pattern.search(text) else 0.0 for pattern in CUES.values()]
+    return np.asarray(stats + cues, dtype=np.float32)
+
+
+def hashed_ngrams(text: str) -> tuple[np.ndarray, np.ndarray]:
+    """(bucket indices, sublinear term weights 1 + ln(count)) of lower-cased word unigrams and bigrams.
+
+    Buckets are crc32 of the n-gram modulo NGRAM_BUCKETS: stable across processes and Python versions.
+    """
+    words = _WORD.findall(text.lower())
+    counts: dict[int, int] = {}
+    for i, word in enumerate(words):
+        for gram in (word, f"{words[i - 1]} {word}" if i else None):
+            if gram is not None:
+                bucket = zlib.crc32(gram.encode()) % NGRAM_BUCKETS
+                counts[bucket] = counts.get(bucket, 0) + 1
+    if not counts:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
+    index = np.fromiter(counts.keys(), dtype=np.int64, count=len(counts))
+    weight = 1.0 + np.log(np.fromiter(counts.values(), dtype=np.float32, count=len(counts)))
+    return index, weight

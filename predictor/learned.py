@@ -1,0 +1,66 @@
+"""The learned predictor (`predictor = "learned"`): the shipped bundle, model cards and online correction.
+
+For one request and N candidate models, predict() computes the prompt's features once (statistics,
+cues, the text heads' scores), then runs the four LightGBM models on N rows, one per model card.
+A model with no card gets the default card (the median training model) until it is calibrated; the
+online correction (predictor/correction.py) then moves its lengths toward what it really writes.
+
+Artifacts are loaded once, when the predictor is built (never at import).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from predictor.base import ModelPrediction, Prediction, PredictionInput
+from predictor.bundle import PredictorBundle, difficulty_rows, length_rows
+from predictor.correction import LengthCorrection
+from predictor.features import dense_features
+from predictor.model_card import ModelCard, default_card, load_cards
+
+ARTIFACTS_DIR = Path(__file__).parent / "artifacts"
+DEFAULT_BUNDLE_DIR = ARTIFACTS_DIR / "v1"
+BUNDLED_MODEL_CARDS = ARTIFACTS_DIR / "bundled_model_cards.json"
+TOKENS_PER_MESSAGE = 4  # chat-template overhead per message
+
+
+class LearnedPredictor:
+    name = "learned"
+
+    def __init__(self, bundle: PredictorBundle | None = None, bundle_dir: Path | str | None = None,
+                 cards_path: Path | str | None = None, correction: LengthCorrection | None = None) -> None:
+        self.bundle = bundle if bundle is not None else PredictorBundle.load(Path(bundle_dir or DEFAULT_BUNDLE_DIR))
+        self.cards: dict[str, ModelCard] = dict(self.bundle.cards)
+        self.cards.update(load_cards(BUNDLED_MODEL_CARDS))
+        if cards_path:
+            self.cards.update(load_cards(Path(cards_path)))
+        self.correction = correction or LengthCorrection()
+
+    def card(self, model: str) -> ModelCard:
+        return self.cards.get(model) or default_card(model)
+
+    def predict(self, request: PredictionInput, models: Sequence[str]) -> Prediction:
+        text = request.prompt_text
+        prompt = np.concatenate([dense_features(request), self.bundle.heads.score(text)]).astype(np.float32)
+        input_tokens = len(self.bundle.heads.tokenizer.encode(text, add_special_tokens=False).ids)
+        input_tokens += TOKENS_PER_MESSAGE * request.num_messages
+        if not models:
+            return Prediction(input_tokens=input_tokens)
+        cards = [self.card(m) for m in models]
+        tiled = np.repeat(prompt[None, :], len(models), axis=0)
+        lengths = self.bundle.predict_lengths(length_rows(tiled, cards))
+        quality = self.bundle.predict_quality(difficulty_rows(tiled, cards))
+        cap = request.max_tokens if request.max_tokens is not None else math.inf
+        by_model = {}
+        for i, model in enumerate(models):
+            scale = 2.0 ** self.correction.offset_log2(model)
+            p10, p50, p90 = (min(float(q) * scale, cap) for q in lengths[i])
+            by_model[model] = ModelPrediction(p10, p50, p90, p_as_good_as_strongest=float(quality[i]))
+        return Prediction(input_tokens=input_tokens, by_model=by_model)
+
+    def observe(self, model: str, predicted_tokens: float, output_tokens: int, truncated: bool) -> None:
+        self.correction.observe(model, predicted_tokens, output_tokens, truncated)

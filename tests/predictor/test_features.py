@@ -1,0 +1,41 @@
+import numpy as np
+
+from predictor.base import PredictionInput
+from predictor.dataset import calibration_rank, is_test_prompt
+from predictor.features import DENSE_NAMES, NGRAM_BUCKETS, dense_features, hashed_ngrams
+
+
+def feats(text: str, **kw) -> dict[str, float]:
+    return dict(zip(DENSE_NAMES, dense_features(PredictionInput(text, kw.get("messages", 1), None,
+                                                                kw.get("system", False)))))
+
+
+def test_cues_fire_on_their_wording():
+    assert feats("Write an essay about rain")["cue_long_form"] == 1.0
+    assert feats("Give me 5 tips for sleeping")["cue_count_asked"] == 1.0
+    assert feats("Answer yes or no: is it raining?")["cue_short"] == 1.0
+    assert feats("Which is NOT a prime?\nA. 2\nB. 3\nC. 4\nD. 5\nAnswer:")["cue_multiple_choice"] == 1.0
+    assert feats("hello there")["cue_long_form"] == 0.0
+
+
+def test_shape_and_conversation_fields():
+    f = feats("hi?", messages=3, system=True)
+    assert len(f) == len(DENSE_NAMES)
+    assert f["messages"] == 3 and f["has_system_prompt"] == 1.0 and f["ends_with_question"] == 1.0
+    assert dense_features(PredictionInput("", 0, None)).dtype == np.float32
+
+
+def test_hashed_ngrams_are_stable_and_bounded():
+    index, weight = hashed_ngrams("The cat sat on the mat. The cat!")
+    again, _ = hashed_ngrams("The cat sat on the mat. The cat!")
+    assert (index == again).all() and index.max() < NGRAM_BUCKETS
+    assert weight.max() > 1.0  # "the cat" twice: sublinear tf above 1
+    assert len(hashed_ngrams("")[0]) == 0
+
+
+def test_split_is_fixed_and_near_twenty_percent():
+    ids = [f"p-{i}" for i in range(5000)]
+    share = np.mean([is_test_prompt(p) for p in ids])
+    assert 0.18 < share < 0.22
+    assert is_test_prompt("alpaca_eval-000") == is_test_prompt("alpaca_eval-000")
+    assert 0.0 <= calibration_rank("x") < 1.0
