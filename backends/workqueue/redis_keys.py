@@ -4,7 +4,7 @@
 |------------------------------|--------|------------------------------------------------------------|--------------------|
 | {p}:seq                      | string | arrival counter (the FCFS tie-break inside queue members)  | never              |
 | {p}:q:{deployment}           | zset   | waiting jobs; member "{arrival:016d}:{job_id}", score: sort key | empties itself |
-| {p}:wake:{deployment}        | list   | a token per enqueue; idle workers BLPOP it                 | trimmed past 256   |
+| {p}:wake:{deployment}        | list   | wake-up tokens (up to 16) for idle workers, who BLPOP it   | popped             |
 | {p}:job:{job_id}             | hash   | the job (JSON), state, owner, attempt, reply inbox, flags  | timeout + result TTL; result TTL once done |
 | {p}:log:{job_id}             | list   | the job's committed events (JSON), in order                | with its job       |
 | {p}:leases                   | zset   | running job id -> lease deadline (ms, the Redis clock)     | empties itself     |

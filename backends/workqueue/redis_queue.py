@@ -52,6 +52,7 @@ from backends.workqueue.redis_wire import BlockingCalls, RedisWire
 log = logging.getLogger("tamer.queue.redis")
 
 _NO_DEADLINE_TTL_S = 24 * 3600  # how long a job with no deadline may wait before its record expires
+_to_json = json.JSONEncoder(separators=(",", ":")).encode
 
 
 def redact_url(url: str) -> str:
@@ -147,7 +148,7 @@ class RedisWorkQueue:
         self._inbox.expect(job.job_id)
         try:
             accepted, depth = await self._call("submit", [
-                job.job_id, job.deployment, json.dumps(job.to_dict(), separators=(",", ":")),
+                job.job_id, job.deployment, _to_json(job.to_dict()),
                 self._aging.delay_s(job.priority), max_depth, self._inbox.proxy_id, job.est_tokens,
                 waiting_ttl_s, int(timeout_s * 1000),
             ])
@@ -244,7 +245,10 @@ class RedisWorkQueue:
     async def _take(self, job_id: str, attempt: int, spec: str, entries: list[str]) -> Job | None:
         """Turn a claimed record into a Job (with what earlier attempts committed), or settle it here."""
         try:
-            job = Job.from_dict(json.loads(spec))
+            record = json.loads(spec)
+            if isinstance(record, dict):
+                record["attempt"], record["resume_from"] = attempt, None
+            job = Job.from_dict(record)
         except ValueError as err:
             job = None
             problem = f"its record is not a tamer job ({err})"
@@ -267,14 +271,13 @@ class RedisWorkQueue:
             await self.ack(job_id)
             return None
         tokens = [e for e in events if isinstance(e, TokenEvent)]
-        resume = None
-        if tokens:
-            resume = Resume(text="".join(e.text for e in tokens),
-                            token_ids=tuple(t for e in tokens for t in e.token_ids),
-                            num_tokens=sum(e.num_tokens for e in tokens))
-            log.info("job %s taken over (attempt %d) after %d committed tokens; resuming", job_id, attempt,
-                     resume.num_tokens)
-        return dataclasses.replace(job, attempt=attempt, resume_from=resume)
+        if not tokens:
+            return job
+        resume = Resume(text="".join(e.text for e in tokens), token_ids=tuple(t for e in tokens for t in e.token_ids),
+                        num_tokens=sum(e.num_tokens for e in tokens))
+        log.info("job %s taken over (attempt %d) after %d committed tokens; resuming", job_id, attempt,
+                 resume.num_tokens)
+        return dataclasses.replace(job, resume_from=resume)
 
     async def _settle(self, job_id: str, event: ErrorEvent) -> None:
         try:
@@ -291,7 +294,7 @@ class RedisWorkQueue:
         held = self._held.get(job_id)
         if held is None or held.is_lost:
             raise JobLostError(f"job {job_id} is not held by this worker")
-        payloads = [json.dumps(event_to_dict(e), separators=(",", ":")) for e in events]
+        payloads = [_to_json(event_to_dict(e)) for e in events]
         terminal = "1" if any(is_terminal(e) for e in events) else "0"
         lease_ms = int(self.lease_timeout_s * 1000)
 

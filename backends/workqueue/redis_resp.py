@@ -14,6 +14,21 @@ NOT_READY = False  # what gets() returns until a whole reply has arrived (hiredi
 
 def pack_command(args: tuple[Any, ...] | list[Any]) -> bytes:
     """One command as a RESP array of bulk strings (str, bytes, int and float arguments)."""
+    parts = [f"*{len(args)}\r\n"]
+    for arg in args:
+        kind = type(arg)
+        if kind is not str:
+            if kind is not int and kind is not float:
+                return _pack_any(args)
+            arg = repr(arg)
+        parts.append(f"${len(arg)}\r\n{arg}\r\n")
+    text = "".join(parts)
+    if not text.isascii():  # lengths above count characters; RESP counts bytes
+        return _pack_any(args)
+    return text.encode()
+
+
+def _pack_any(args: tuple[Any, ...] | list[Any]) -> bytes:
     parts = [b"*%d\r\n" % len(args)]
     for arg in args:
         if isinstance(arg, bytes):
@@ -49,46 +64,44 @@ class PyReplyReader:
         self._buffer += data
 
     def gets(self) -> Any:
-        start = self._pos
         try:
-            return self._read()
+            reply, self._pos = self._parse(self._buffer, self._pos)
         except _Incomplete:
-            self._pos = start
             return NOT_READY
+        return reply
 
-    def _line(self) -> bytes:
-        end = self._buffer.find(b"\r\n", self._pos)
+    def _parse(self, buf: bytearray, pos: int) -> tuple[Any, int]:
+        """The reply starting at `pos` and the position after it."""
+        end = buf.find(b"\r\n", pos)
         if end < 0:
             raise _Incomplete
-        line = bytes(self._buffer[self._pos:end])
-        self._pos = end + 2
-        return line
-
-    def _read(self) -> Any:
-        line = self._line()
-        kind, rest = line[:1], line[1:]
-        if kind == b"$":
-            size = int(rest)
+        kind = buf[pos]
+        if kind == 36:  # $ bulk string
+            size = int(buf[pos + 1:end])
             if size < 0:
-                return None
-            end = self._pos + size
-            if end + 2 > len(self._buffer):
+                return None, end + 2
+            start = end + 2
+            stop = start + size
+            if stop + 2 > len(buf):
                 raise _Incomplete
-            value = self._buffer[self._pos:end].decode("utf-8", "replace")
-            self._pos = end + 2
-            return value
-        if kind == b"*":
-            count = int(rest)
+            return buf[start:stop].decode("utf-8", "replace"), stop + 2
+        if kind == 42:  # * array
+            count = int(buf[pos + 1:end])
+            pos = end + 2
             if count < 0:
-                return None
-            return [self._read() for _ in range(count)]
-        if kind == b":":
-            return int(rest)
-        if kind == b"+":
-            return rest.decode("utf-8", "replace")
-        if kind == b"-":
-            return self._error_type(rest.decode("utf-8", "replace"))
-        raise ValueError(f"not a RESP2 reply: {line[:80]!r}")
+                return None, pos
+            items = []
+            for _ in range(count):
+                item, pos = self._parse(buf, pos)
+                items.append(item)
+            return items, pos
+        if kind == 58:  # : integer
+            return int(buf[pos + 1:end]), end + 2
+        if kind == 43:  # + simple string
+            return buf[pos + 1:end].decode("utf-8", "replace"), end + 2
+        if kind == 45:  # - error
+            return self._error_type(buf[pos + 1:end].decode("utf-8", "replace")), end + 2
+        raise ValueError(f"not a RESP2 reply: {bytes(buf[pos:end][:80])!r}")
 
 
 def new_reader() -> Any:

@@ -18,8 +18,16 @@ local function now_ms()
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
+-- a wake-up token for the deployment's idle workers; a few suffice (each woken worker claims a batch)
 local function wake(dep)
-  if redis.call('LPUSH', k_wake(dep), '1') > 256 then redis.call('LTRIM', k_wake(dep), 0, 255) end
+  if redis.call('LLEN', k_wake(dep)) < 16 then redis.call('LPUSH', k_wake(dep), '1') end
+end
+
+-- redis.call(cmd, key, values[first..]) in chunks: Lua's unpack takes a few thousand values at most
+local function call_chunked(cmd, key, values, first)
+  for i = first, #values, 1000 do
+    redis.call(cmd, key, unpack(values, i, math.min(i + 999, #values)))
+  end
 end
 
 -- the job leaves the running set: its lease, its deployment's in-flight set and token count
@@ -84,6 +92,8 @@ return {1, depth + 1}
 # ARGV: owner id, lease (ms), max jobs, result TTL (s), number of deployments, deployments...
 # Returns {claimed, skipped}: claimed = {{job_id, attempt, job JSON, {log entries...}}, ...};
 # skipped = {{member or job id, why}, ...} for the caller to log.
+# One deployment (a worker's usual claim): its best entries come off in one ZPOPMIN. Several: the lowest
+# score among their heads, one entry at a time. A first attempt has no log yet, so only retries read it.
 _CLAIM = f"""
 local now = now_ms()
 local lease_ms, max_jobs, ttl_s = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
@@ -91,10 +101,15 @@ local expired = redis.call('ZRANGEBYSCORE', k_leases(), '-inf', now, 'LIMIT', 0,
 for _, id in ipairs(expired) do requeue(id, ttl_s) end
 local deps = {{}}
 for i = 6, 5 + tonumber(ARGV[5]) do deps[#deps + 1] = ARGV[i] end
-local claimed, skipped = {{}}, {{}}
-local budget = max_jobs + 100
-while #claimed < max_jobs and budget > 0 do
-  budget = budget - 1
+
+-- up to n of the best waiting entries, {{deployment, member}} each, taken off their queues
+local function take_best(n)
+  local out = {{}}
+  if #deps == 1 then
+    local popped = redis.call('ZPOPMIN', k_queue(deps[1]), n)
+    for i = 1, #popped, 2 do out[#out + 1] = {{deps[1], popped[i]}} end
+    return out
+  end
   local best_dep, best_member, best_score = nil, nil, nil
   for _, dep in ipairs(deps) do
     local top = redis.call('ZRANGE', k_queue(dep), 0, 0, 'WITHSCORES')
@@ -105,28 +120,52 @@ while #claimed < max_jobs and budget > 0 do
       end
     end
   end
-  if best_dep == nil then break end
-  redis.call('ZREM', k_queue(best_dep), best_member)
-  local id = string.sub(best_member, {MEMBER_ID_OFFSET + 1})
-  local h = nil
-  if string.match(best_member, '^%d+:.') then
-    h = redis.call('HMGET', k_job(id), 'state', 'spec', 'deadline', 'tokens', 'dep', 'member')
+  if best_dep ~= nil then
+    redis.call('ZREM', k_queue(best_dep), best_member)
+    out[1] = {{best_dep, best_member}}
   end
-  if h == nil or not h[1] then
-    skipped[#skipped + 1] = {{best_member, 'no job record (foreign entry, or the job expired)'}}
-  elseif h[1] ~= 'queued' or h[6] ~= best_member or h[5] ~= best_dep then
-    skipped[#skipped + 1] = {{best_member, 'job is ' .. tostring(h[1]) .. ', not queued here'}}
-  elseif tonumber(h[3]) and tonumber(h[3]) > 0 and tonumber(h[3]) < now then
-    end_job(id, 'expired', ttl_s)
-    skipped[#skipped + 1] = {{id, 'its client stopped waiting (deadline passed)'}}
-  else
-    local attempt = redis.call('HINCRBY', k_job(id), 'attempt', 1)
-    redis.call('HSET', k_job(id), 'state', 'running', 'owner', ARGV[1])
-    redis.call('ZADD', k_leases(), now + lease_ms, id)
-    redis.call('SADD', k_running(best_dep), id)
-    redis.call('INCRBY', k_tokens(best_dep), tonumber(h[4]) or 0)
-    claimed[#claimed + 1] = {{id, attempt, h[2], redis.call('LRANGE', k_log(id), 0, -1)}}
+  return out
+end
+
+local claimed, skipped = {{}}, {{}}
+local leases, running, tokens = {{}}, {{}}, {{}}
+local budget = max_jobs + 100
+while #claimed < max_jobs and budget > 0 do
+  local entries = take_best(math.min(max_jobs - #claimed, budget))
+  if #entries == 0 then break end
+  budget = budget - #entries
+  for _, entry in ipairs(entries) do
+    local dep, member = entry[1], entry[2]
+    local id = string.sub(member, {MEMBER_ID_OFFSET + 1})
+    local h = nil
+    if string.match(member, '^%d+:.') then
+      h = redis.call('HMGET', k_job(id), 'state', 'spec', 'deadline', 'tokens', 'dep', 'member', 'attempt')
+    end
+    if h == nil or not h[1] then
+      skipped[#skipped + 1] = {{member, 'no job record (foreign entry, or the job expired)'}}
+    elseif h[1] ~= 'queued' or h[6] ~= member or h[5] ~= dep then
+      skipped[#skipped + 1] = {{member, 'job is ' .. tostring(h[1]) .. ', not queued here'}}
+    elseif tonumber(h[3]) and tonumber(h[3]) > 0 and tonumber(h[3]) < now then
+      end_job(id, 'expired', ttl_s)
+      skipped[#skipped + 1] = {{id, 'its client stopped waiting (deadline passed)'}}
+    else
+      local attempt = (tonumber(h[7]) or 0) + 1
+      redis.call('HSET', k_job(id), 'state', 'running', 'owner', ARGV[1], 'attempt', attempt)
+      leases[#leases + 1] = now + lease_ms
+      leases[#leases + 1] = id
+      if running[dep] == nil then running[dep], tokens[dep] = {{}}, 0 end
+      running[dep][#running[dep] + 1] = id
+      tokens[dep] = tokens[dep] + (tonumber(h[4]) or 0)
+      local log = {{}}
+      if attempt > 1 then log = redis.call('LRANGE', k_log(id), 0, -1) end
+      claimed[#claimed + 1] = {{id, attempt, h[2], log}}
+    end
   end
+end
+call_chunked('ZADD', k_leases(), leases, 1)
+for dep, ids in pairs(running) do
+  call_chunked('SADD', k_running(dep), ids, 1)
+  if tokens[dep] ~= 0 then redis.call('INCRBY', k_tokens(dep), tokens[dep]) end
 end
 return {{claimed, skipped}}
 """
@@ -136,30 +175,28 @@ return {{claimed, skipped}}
 _PUBLISH = """
 local id = ARGV[1]
 local jk = k_job(id)
-local h = redis.call('HMGET', jk, 'state', 'attempt', 'reply', 'cancel')
+local h = redis.call('HMGET', jk, 'state', 'attempt', 'reply', 'cancel', 'dep', 'tokens')
 if h[1] ~= 'running' or h[2] ~= ARGV[2] then return {'lost', 0} end
 local lk = k_log(id)
 local n = redis.call('LLEN', lk)
 local expected, count = tonumber(ARGV[3]), #ARGV - 6
 if n == expected + count then return {'ok', n} end
 if n ~= expected then return {'conflict', n} end
-local inbox = nil
-if h[3] and h[3] ~= '' then inbox = k_inbox(h[3]) end
-for i = 7, #ARGV do
-  redis.call('RPUSH', lk, ARGV[i])
-  if inbox then
+call_chunked('RPUSH', lk, ARGV, 7)
+if h[3] and h[3] ~= '' then
+  local inbox = k_inbox(h[3])
+  for i = 7, #ARGV do
     redis.call('XADD', inbox, 'MAXLEN', '~', 100000, '*', 'j', id, 'n', n + i - 7, 'e', ARGV[i])
   end
+end
+if ARGV[5] == '1' then
+  leave_running(id, h[5], h[6])
+  end_job(id, 'done', tonumber(ARGV[6]))
+  return {'done', n + count}
 end
 if n == 0 then
   local ttl_s = redis.call('TTL', jk)
   if ttl_s > 0 then redis.call('EXPIRE', lk, ttl_s) end
-end
-if ARGV[5] == '1' then
-  local d = redis.call('HMGET', jk, 'dep', 'tokens')
-  leave_running(id, d[1], d[2])
-  end_job(id, 'done', tonumber(ARGV[6]))
-  return {'done', n + count}
 end
 redis.call('ZADD', k_leases(), 'XX', now_ms() + tonumber(ARGV[4]), id)
 if h[4] == '1' then return {'cancelled', n + count} end

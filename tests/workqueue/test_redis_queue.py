@@ -70,6 +70,20 @@ async def test_claim_waits_for_work_and_only_from_named_deployments(make):
     assert (await asyncio.wait_for(waiter, 5)).job_id == "mine"
 
 
+async def test_batch_claims_keep_arrival_order_on_one_or_several_deployments(make, raw, prefix):
+    q = make()
+    for i in range(40):
+        await q.submit(job(f"j{i:02d}", deployment="de"[i % 2]))
+    assert await raw.llen(RedisKeys(prefix).wake("d")) <= 16  # wake-up tokens stay few
+    assert [j.job_id for j in await q.claim_many(["d"], 3, 0)] == ["j00", "j02", "j04"]
+    both = await q.claim_many(["d", "e"], 5, 0)
+    assert [j.job_id for j in both] == ["j01", "j03", "j05", "j06", "j07"]
+    assert all(j.attempt == 1 and j.resume_from is None for j in both)
+    load = await q.load_all(["d", "e"])
+    assert (load["d"].num_in_flight, load["e"].num_in_flight) == (4, 4)
+    assert (load["d"].queue_depth, load["e"].queue_depth) == (16, 16)
+
+
 async def test_depth_limit_is_429_with_retry_after_and_claiming_frees_a_place(make):
     q = make(max_queue_depth_by_deployment={"d": 2}, retry_after_s=3)
     await q.submit(job("a"))
