@@ -54,7 +54,18 @@ STAT_NAMES = (
 DENSE_NAMES = STAT_NAMES + tuple(f"cue_{name}" for name in CUES)
 
 _NUMBER = re.compile(r"\d+(?:[.,]\d+)?")
+_DIGIT = re.compile(r"\d")
+_UPPER = re.compile(r"[A-Z]")
 _SENTENCE_END = re.compile(r"[.!?](\s|$)")
+# Cues are searched in the head and the tail of a long prompt (where instructions sit), not in a pasted body.
+CUE_HEAD_CHARS = 2000
+CUE_TAIL_CHARS = 300
+
+
+def _cue_window(text: str) -> str:
+    if len(text) <= CUE_HEAD_CHARS + CUE_TAIL_CHARS:
+        return text
+    return text[:CUE_HEAD_CHARS] + "\n" + text[-CUE_TAIL_CHARS:]
 
 
 def dense_features(request: PredictionInput) -> np.ndarray:
@@ -71,9 +82,9 @@ def dense_features(request: PredictionInput) -> np.ndarray:
         math.log2(1 + len(words)),
         float(text.count("\n") + 1),
         float(text.count("?")),
-        math.log2(1 + sum(c.isdigit() for c in text)),
+        math.log2(1 + len(_DIGIT.findall(text))),
         float(len(_NUMBER.findall(text))),
-        sum(c.isupper() for c in text) / max(1, n_chars),
+        len(_UPPER.findall(text)) / max(1, n_chars),
         float(len(_SENTENCE_END.findall(text))),
         float(stripped.endswith("?")),
         float(stripped.endswith(":")),
@@ -83,7 +94,8 @@ def dense_features(request: PredictionInput) -> np.ndarray:
         float(request.num_messages),
         float(request.has_system_prompt),
     ]
-    cues = [1.0 if pattern.search(text) else 0.0 for pattern in CUES.values()]
+    window = _cue_window(text)
+    cues = [1.0 if pattern.search(window) else 0.0 for pattern in CUES.values()]
     return np.asarray(stats + cues, dtype=np.float32)
 
 

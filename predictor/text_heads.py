@@ -29,8 +29,11 @@ class TextHeads:
     bias: np.ndarray  # (heads,) float32
     tokenizer: object  # tokenizers.Tokenizer
 
-    def score(self, text: str) -> np.ndarray:
-        """(heads,) scores of one prompt."""
+    def token_ids(self, text: str) -> list[int]:
+        return self.tokenizer.encode(text, add_special_tokens=False).ids
+
+    def score(self, text: str, token_ids: list[int] | None = None) -> np.ndarray:
+        """(heads,) scores of one prompt (pass its token ids if you have them)."""
         index, weight = hashed_ngrams(text)
         out = self.bias.copy()
         if len(index):
@@ -38,7 +41,7 @@ class TextHeads:
             norm = float(np.sqrt(np.dot(tfidf, tfidf)))
             if norm > 0:
                 out += self.ngram_weights[:, index] @ (tfidf / norm)
-        ids = self.tokenizer.encode(text, add_special_tokens=False).ids
+        ids = self.token_ids(text) if token_ids is None else token_ids
         if ids:
             out += self.token_table[:, ids].mean(axis=1)
         return out

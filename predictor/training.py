@@ -143,8 +143,13 @@ def fit_heads_with_oof(texts: dict[str, str], targets: dict[str, dict[str, float
     return heads, {p: oof[i] for i, p in enumerate(ids)}
 
 
+# Each training prompt has a row per model (~200 on AlpacaEval): a leaf must span many prompts, or the
+# trees learn single training prompts by their features instead of what generalises across prompts.
+MIN_ROWS_PER_LEAF = 500
+
+
 def _lgb_params(objective: str, **extra) -> dict:
-    return dict(objective=objective, learning_rate=0.05, num_leaves=31, min_data_in_leaf=100,
+    return dict(objective=objective, learning_rate=0.05, num_leaves=31, min_data_in_leaf=MIN_ROWS_PER_LEAF,
                 feature_fraction=0.8, bagging_fraction=0.8, bagging_freq=1, lambda_l2=1.0, verbose=-1,
                 num_threads=2, seed=7, deterministic=True, force_row_wise=True, **extra)
 
