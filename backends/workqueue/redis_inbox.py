@@ -1,8 +1,9 @@
-"""The proxy's side of the Redis queue: one inbox stream per proxy, fanned out to each waiting request.
+"""The proxy's side of the Redis queue: one inbox list per proxy, fanned out to each waiting request.
 
 Workers append every event of a job to the job's log (a list, the record of what was committed) and, in
-the same script, to the inbox stream of the proxy that submitted it, tagged with the event's index in
-the log. One reader task per proxy reads the inbox (XREAD, batched) and hands each event to its job's
+the same script, to the inbox of the proxy that submitted it as `[job id, index in the log, event]`
+(JSON). One reader task per proxy pops the inbox (BLMPOP, up to a thousand at a time; an entry popped
+and then lost with the connection is read from the log later) and hands each event to its job's
 subscriber, exactly once and in order: an index already delivered is a duplicate and is dropped, an
 index past the next expected one means something was missed, and the gap is read from the log. After
 Redis comes back from an outage, and for any job quiet for a while, the subscriber re-reads the log
@@ -25,7 +26,7 @@ from backends.workqueue.redis_wire import RedisWire
 
 log = logging.getLogger("tamer.queue.redis")
 
-_BLOCK_MS = 1000
+_BLOCK_S = 1
 _COUNT = 1000
 _MAINTENANCE_EVERY_S = 5.0
 _QUIET_RESYNC_S = 5.0
@@ -64,10 +65,10 @@ class Inbox:
                  connection_errors: tuple[type[BaseException], ...], socket_timeout_s: float = 5.0) -> None:
         self._wire = wire
         # its own connection: an XREAD blocks it for up to _BLOCK_MS
-        self._reading = RedisWire(redis_url, _BLOCK_MS / 1000 + socket_timeout_s, socket_timeout_s)
+        self._reading = RedisWire(redis_url, _BLOCK_S + socket_timeout_s, socket_timeout_s)
         self._keys = keys
         self.proxy_id = proxy_id
-        self._stream = keys.inbox(proxy_id)
+        self._inbox = keys.inbox(proxy_id)
         self._ttl_s = int(ttl_s)
         self._errors = connection_errors
         self._subs: dict[str, _Subscription] = {}
@@ -109,7 +110,6 @@ class Inbox:
         await self._reading.close()
 
     async def _read_loop(self) -> None:
-        last_id = "0-0"
         outage_started_s: float | None = None
         next_maintenance_s = time.monotonic() + _MAINTENANCE_EVERY_S
         backoff_s = 0.05
@@ -121,16 +121,14 @@ class Inbox:
                                 time.monotonic() - outage_started_s)
                     outage_started_s, backoff_s = None, 0.05
                 [reply] = await self._reading.execute(
-                    [("XREAD", "COUNT", _COUNT, "BLOCK", _BLOCK_MS, "STREAMS", self._stream, last_id)])
+                    [("BLMPOP", _BLOCK_S, 1, self._inbox, "LEFT", "COUNT", _COUNT)])
                 if isinstance(reply, Exception):
                     raise reply
-                for _stream, entries in reply or ():
-                    for entry_id, fields in entries:
-                        last_id = entry_id
-                        await self._dispatch(entry_id, fields)
+                for entry in reply[1] if reply else ():
+                    await self._dispatch(entry)
                 if time.monotonic() >= next_maintenance_s:
                     next_maintenance_s = time.monotonic() + _MAINTENANCE_EVERY_S
-                    await self._maintain(last_id)
+                    await self._maintain()
             except asyncio.CancelledError:
                 raise
             except self._errors as err:
@@ -143,32 +141,32 @@ class Inbox:
                 log.exception("inbox reader error; continuing")
                 await asyncio.sleep(0.1)
 
-    async def _dispatch(self, entry_id: str, fields: list[str]) -> None:
-        if len(fields) == 6 and fields[0] == "j" and fields[2] == "n" and fields[4] == "e":
-            job_id, seq, raw = fields[1], fields[3], fields[5]
-        else:
-            named = dict(zip(fields[::2], fields[1::2]))
-            job_id, seq, raw = named.get("j"), named.get("n"), named.get("e")
-        if not job_id or raw is None or seq is None or not str(seq).isdigit():
+    async def _dispatch(self, entry: str) -> None:
+        try:
+            job_id, index, data = json.loads(entry)
+            is_valid = isinstance(job_id, str) and type(index) is int and index >= 0
+        except (ValueError, TypeError):
+            is_valid = False
+        if not is_valid:
             self.num_skipped += 1
-            log.warning("skipped a malformed entry %s in inbox %s: %.200r", entry_id, self._stream, fields)
+            log.warning("skipped a malformed entry in inbox %s: %.200r", self._inbox, entry)
             return
         sub = self._subs.get(job_id)
         if sub is None or sub.is_done:
             return
-        index = int(seq)
         if index < sub.next_seq:
             return  # delivered already (a retried write, or read from the log first)
         if index > sub.next_seq:
             await self._read_log(sub, stop=index - 1)
         if index == sub.next_seq:
-            self._deliver(sub, raw)
+            self._deliver(sub, data)
 
-    def _deliver(self, sub: _Subscription, raw: str) -> None:
+    def _deliver(self, sub: _Subscription, raw: str | Any) -> None:
+        """Hand over the next event: its JSON (from the log) or already decoded (from the inbox)."""
         sub.next_seq += 1
         sub.last_event_s = time.monotonic()
         try:
-            event = event_from_dict(json.loads(raw))
+            event = event_from_dict(json.loads(raw) if isinstance(raw, str) else raw)
         except ValueError as err:
             self.num_skipped += 1
             log.warning("skipped malformed event %d of job %s: %s", sub.next_seq - 1, sub.job_id, err)
@@ -213,9 +211,8 @@ class Inbox:
                             "expired); send the request again",
                 ))
 
-    async def _maintain(self, last_id: str) -> None:
-        """Drop inbox entries already read, keep the inbox alive, and re-read the logs of quiet jobs."""
-        await self._wire.execute([("XTRIM", self._stream, "MINID", "~", last_id),
-                                  ("EXPIRE", self._stream, self._ttl_s)])
+    async def _maintain(self) -> None:
+        """Keep the inbox alive, and re-read the logs of quiet jobs."""
+        await self._wire.execute([("EXPIRE", self._inbox, self._ttl_s)])
         quiet_before_s = time.monotonic() - _QUIET_RESYNC_S
         await self._resync([s for s in self._subs.values() if s.last_event_s < quiet_before_s])

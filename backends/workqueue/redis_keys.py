@@ -12,7 +12,7 @@
 | {p}:tokens:{deployment}      | string | predicted tokens of the jobs in flight                     | never              |
 | {p}:workers:{deployment}     | zset   | worker id -> last heartbeat (ms)                           | stale ones trimmed |
 | {p}:worker:{worker_id}       | hash   | a worker's host, pid, deployments, concurrency             | 3 leases           |
-| {p}:inbox:{proxy_id}         | stream | events of the jobs one proxy waits on                      | result TTL idle    |
+| {p}:inbox:{proxy_id}         | list   | events of the jobs one proxy waits on: [job id, index, event] | result TTL idle |
 
 The Lua scripts build the per-job names from the same templates (`lua_prelude`), so this module is the
 only place a key name is spelled. The scripts touch keys they discover while running, so the queue needs

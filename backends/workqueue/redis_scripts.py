@@ -23,11 +23,14 @@ local function wake(dep)
   if redis.call('LLEN', k_wake(dep)) < 16 then redis.call('LPUSH', k_wake(dep), '1') end
 end
 
--- redis.call(cmd, key, values[first..]) in chunks: Lua's unpack takes a few thousand values at most
+-- redis.call(cmd, key, values[first..]) in chunks (Lua's unpack takes a few thousand values at most);
+-- the last chunk's reply
 local function call_chunked(cmd, key, values, first)
+  local reply = nil
   for i = first, #values, 1000 do
-    redis.call(cmd, key, unpack(values, i, math.min(i + 999, #values)))
+    reply = redis.call(cmd, key, unpack(values, i, math.min(i + 999, #values)))
   end
+  return reply
 end
 
 -- the job leaves the running set: its lease, its deployment's in-flight set and token count
@@ -184,10 +187,9 @@ if n == expected + count then return {'ok', n} end
 if n ~= expected then return {'conflict', n} end
 call_chunked('RPUSH', lk, ARGV, 7)
 if h[3] and h[3] ~= '' then
-  local inbox = k_inbox(h[3])
-  for i = 7, #ARGV do
-    redis.call('XADD', inbox, 'MAXLEN', '~', 100000, '*', 'j', id, 'n', n + i - 7, 'e', ARGV[i])
-  end
+  local inbox, entries, head = k_inbox(h[3]), {}, '[' .. cjson.encode(id) .. ','
+  for i = 7, #ARGV do entries[#entries + 1] = head .. (n + i - 7) .. ',' .. ARGV[i] .. ']' end
+  if call_chunked('RPUSH', inbox, entries, 1) > 100000 then redis.call('LTRIM', inbox, -100000, -1) end
 end
 if ARGV[5] == '1' then
   leave_running(id, h[5], h[6])

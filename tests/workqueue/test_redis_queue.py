@@ -203,7 +203,7 @@ async def test_foreign_and_malformed_entries_are_skipped_and_logged(make, raw, p
     with caplog.at_level(logging.WARNING, logger="tamer.queue.redis"):
         claimed = await worker.claim(["d"], 1)
         assert claimed.job_id == "good"
-        await raw.xadd(keys.inbox(proxy.consumer_id), {"hello": "world"})
+        await raw.rpush(keys.inbox(proxy.consumer_id), '{"hello": "world"}', '["good", -1, {}]')
         await raw.rpush(keys.log("good"), "not an event")  # index 0: skipped by the reader, counted by the worker
         worker._held["good"].num_events = 1
         await worker.publish("good", FinishEvent("stop", 1, 0))
@@ -211,7 +211,7 @@ async def test_foreign_and_malformed_entries_are_skipped_and_logged(make, raw, p
     text = caplog.text
     assert "skipped queue entry 'garbage'" in text and "nojob" in text and "skipped job bad" in text
     assert "malformed entry" in text and "malformed event 0 of job good" in text
-    assert worker.num_skipped == 3
+    assert worker.num_skipped == 3 and proxy._inbox.num_skipped == 3  # 2 inbox entries, 1 log entry
 
 
 async def test_all_keys_live_under_the_prefix_and_expire_once_done(make, raw, prefix):
