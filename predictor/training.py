@@ -148,8 +148,9 @@ def fit_heads_with_oof(texts: dict[str, str], targets: dict[str, dict[str, float
 MIN_ROWS_PER_LEAF = 500
 
 
-def _lgb_params(objective: str, **extra) -> dict:
-    return dict(objective=objective, learning_rate=0.05, num_leaves=31, min_data_in_leaf=MIN_ROWS_PER_LEAF,
+def _lgb_params(objective: str, rows: int, **extra) -> dict:
+    min_leaf = min(MIN_ROWS_PER_LEAF, max(10, rows // 50))  # small data sets still get trees
+    return dict(objective=objective, learning_rate=0.05, num_leaves=31, min_data_in_leaf=min_leaf,
                 feature_fraction=0.8, bagging_fraction=0.8, bagging_freq=1, lambda_l2=1.0, verbose=-1,
                 num_threads=2, seed=7, deterministic=True, force_row_wise=True, **extra)
 
@@ -181,8 +182,8 @@ def train_bundle(data: LLMData, tokenizer, embeddings: np.ndarray, progress: Pro
         progress(f"length model {q}: {(~val).sum():,} rows")
         fit_set = lgb.Dataset(X[~val], y[~val], feature_name=names, free_raw_data=False)
         val_set = lgb.Dataset(X[val], y[val], reference=fit_set)
-        booster = lgb.train(_lgb_params("quantile", alpha=alpha), fit_set, num_boost_round=max_rounds,
-                            valid_sets=[val_set], callbacks=[lgb.early_stopping(30, verbose=False)])
+        params = _lgb_params("quantile", int((~val).sum()), alpha=alpha)
+        booster = lgb.train(params, fit_set, num_boost_round=max_rounds, valid_sets=[val_set], callbacks=[lgb.early_stopping(30, verbose=False)])
         length_models[q] = booster
         val_pred[q] = booster.predict(X[val], num_threads=2)
     # split-conformal: widen each tail so that 10% of validation lengths fall below p10 and 10% above p90
@@ -202,7 +203,7 @@ def train_bundle(data: LLMData, tokenizer, embeddings: np.ndarray, progress: Pro
     if not d_labels:
         raise ValueError("the data has no judgments or correctness labels: nothing to train the difficulty model on")
     Xd = difficulty_rows(np.stack(d_feats), d_cards)
-    difficulty = lgb.train(_lgb_params("cross_entropy"), lgb.Dataset(Xd, np.array(d_labels),
+    difficulty = lgb.train(_lgb_params("cross_entropy", len(d_labels)), lgb.Dataset(Xd, np.array(d_labels),
                            feature_name=difficulty_feature_names(heads.names)), num_boost_round=200)
 
     manifest = {
