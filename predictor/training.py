@@ -183,7 +183,8 @@ def train_bundle(data: LLMData, tokenizer, embeddings: np.ndarray, progress: Pro
         fit_set = lgb.Dataset(X[~val], y[~val], feature_name=names, free_raw_data=False)
         val_set = lgb.Dataset(X[val], y[val], reference=fit_set)
         params = _lgb_params("quantile", int((~val).sum()), alpha=alpha)
-        booster = lgb.train(params, fit_set, num_boost_round=max_rounds, valid_sets=[val_set], callbacks=[lgb.early_stopping(30, verbose=False)])
+        booster = lgb.train(params, fit_set, num_boost_round=max_rounds, valid_sets=[val_set],
+                            callbacks=[lgb.early_stopping(30, verbose=False)])
         length_models[q] = booster
         val_pred[q] = booster.predict(X[val], num_threads=2)
     # split-conformal: widen each tail so that 10% of validation lengths fall below p10 and 10% above p90
