@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from backends.deployment import DeploymentSpec, bundled_deployment
@@ -77,10 +78,23 @@ class QueueSettings:
         return options
 
 
+MODEL_CARDS_FILE_NAME = "model_cards.json"
+
+
 @dataclass(frozen=True)
 class RoutingSettings:
     default_policy: str = "cheapest"
     predictor: str = "heuristic"
+    model_cards_path: str = ""  # calibrated model cards (tamer predictor calibrate); "" = <cache>/model_cards.json
+
+    @property
+    def model_cards_file(self) -> Path:
+        """The user's model-card file: model_cards_path, else model_cards.json in tamer's cache directory."""
+        if self.model_cards_path:
+            return Path(self.model_cards_path).expanduser()
+        from backends.engine.bundled import cache_root
+
+        return cache_root() / MODEL_CARDS_FILE_NAME
 
 
 @dataclass(frozen=True)

@@ -36,13 +36,18 @@ class Gateway:
         cfg = self.config
         self.queue = create_queue(cfg.queue.kind, **cfg.queue.queue_options(cfg.deployments))
         self.service = RequestService(
-            deployments=cfg.deployments, queue=self.queue, predictor=create_predictor(cfg.routing.predictor),
+            deployments=cfg.deployments, queue=self.queue, predictor=self._predictor(),
             default_policy=cfg.routing.default_policy, request_timeout_s=cfg.server.request_timeout_s,
         )
         if cfg.queue.runs_embedded_worker:
             self.backends, self.failed_deployments = await start_backends(cfg.deployments)
             self.worker = Worker(self.queue, self.backends)
             await self.worker.start()
+
+    def _predictor(self):
+        """The configured predictor, given the user's calibrated model cards (tamer predictor calibrate)."""
+        routing = self.config.routing
+        return create_predictor(routing.predictor, cards_path=routing.model_cards_file)
 
     async def stop(self) -> None:
         if self.worker is not None:

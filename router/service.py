@@ -6,18 +6,23 @@ it returns is bounded by the request timeout and cancels the job if the caller s
 
 Each job's priority is its predicted output tokens (shortest first); the queue ages it (Aging in
 backends/workqueue/base.py) so a long job waits a bounded time.
+
+Feedback: when a job finishes, its true output length goes back to the predictor (`observe`, once per
+job, before the finish event reaches the client), which corrects that model's length bias online. A job
+that errors or whose client leaves first reports nothing; a failing `observe` is logged, never raised.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from dataclasses import dataclass
-from typing import AsyncIterator, Sequence
+from typing import AsyncIterator, Callable, Sequence
 
 from backends.deployment import DeploymentSpec
 from backends.errors import BackendUnavailableError, JobTimeoutError
-from backends.events import ErrorEvent, Event, is_terminal
+from backends.events import ErrorEvent, Event, FinishEvent, is_terminal
 from backends.job import GenerationRequest, Job, new_job_id
 from backends.workqueue.base import WorkQueue
 from predictor.base import PredictionInput, Predictor
@@ -25,6 +30,8 @@ from router.errors import ModelNotFoundError
 from router.policies.base import Candidate, Decision, NoCandidateError, UnknownPolicyError, create_policy
 
 AUTO = "auto"
+
+log = logging.getLogger("tamer.service")
 
 
 @dataclass
@@ -64,6 +71,8 @@ class RequestService:
         self.default_policy = default_policy
         self.request_timeout_s = request_timeout_s
         self._policies = {}
+        # called with (model, predicted median tokens, true output tokens) of each finished job, e.g. a metric
+        self.feedback_listeners: list[Callable[[str, float, int], None]] = []
         create_policy(default_policy)  # fail at startup, not on the first request
 
     def known_models(self) -> list[str]:
@@ -120,7 +129,7 @@ class RequestService:
                   priority=decision.est_output_tokens, est_tokens=round(input_tokens + decision.est_output_tokens),
                   deadline_at_s=time.time() + self.request_timeout_s)
         await self.queue.submit(job)
-        events = self._bounded(job.job_id, deadline_s)
+        events = self._bounded(job.job_id, deadline_s, decision)
         try:
             first = await events.__anext__()
         except BaseException:
@@ -131,8 +140,23 @@ class RequestService:
             raise first.to_error()
         return RoutedStream(job_id=job.job_id, decision=decision, first=first, rest=events)
 
-    async def _bounded(self, job_id: str, deadline_s: float) -> AsyncIterator[Event]:
-        """The job's events, ending with a JobTimeoutError at the deadline; cancels the job unless it finished."""
+    def _feed_back(self, decision: Decision, finish: FinishEvent) -> None:
+        """Tell the predictor how long the answer really was; never raises into the request path."""
+        try:
+            self.predictor.observe(decision.model, decision.est_output_tokens, finish.completion_tokens,
+                                   truncated=finish.finish_reason == "length")
+        except Exception:
+            log.exception("predictor %r failed to observe a finished job of %s; continuing",
+                          getattr(self.predictor, "name", "?"), decision.model)
+        for listener in self.feedback_listeners:
+            try:
+                listener(decision.model, decision.est_output_tokens, finish.completion_tokens)
+            except Exception:
+                log.exception("feedback listener %r failed; continuing", listener)
+
+    async def _bounded(self, job_id: str, deadline_s: float, decision: Decision) -> AsyncIterator[Event]:
+        """The job's events, ending with a JobTimeoutError at the deadline; cancels the job unless it finished.
+        A finish event is fed back to the predictor before it is passed on."""
         source = self.queue.events(job_id).__aiter__()
         loop = asyncio.get_running_loop()
         finished = False
@@ -149,6 +173,8 @@ class RequestService:
                         f"request timed out after {self.request_timeout_s:g} s (server.request_timeout_s)"
                     ) from None
                 finished = is_terminal(event)
+                if isinstance(event, FinishEvent):
+                    self._feed_back(decision, event)
                 yield event
                 if finished:
                     return

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import math
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 _LATENCY_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+_LOG2_RATIO_BUCKETS = (-4, -3, -2, -1.5, -1, -0.5, -0.25, 0, 0.25, 0.5, 1, 1.5, 2, 3, 4)
 
 
 class Metrics:
@@ -30,6 +33,16 @@ class Metrics:
                                    registry=r)
         self.engine_sequences = Gauge("tamer_engine_active_sequences", "Sequences live in a local engine",
                                       ["deployment"], registry=r)
+        self.output_length_error_log2 = Histogram(
+            "tamer_output_length_error_log2", "log2((1 + actual) / (1 + predicted median)) output tokens of "
+            "finished requests: 0 is exact, +1 twice as long as predicted", ["model"],
+            buckets=_LOG2_RATIO_BUCKETS, registry=r)
+
+    def observe_output_length(self, model: str, predicted_tokens: float, output_tokens: int) -> None:
+        """One finished request's predicted median against its true output length."""
+        if predicted_tokens >= 0 and math.isfinite(predicted_tokens) and output_tokens >= 0:
+            error = math.log2(1 + output_tokens) - math.log2(1 + predicted_tokens)
+            self.output_length_error_log2.labels(model).observe(error)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -1,0 +1,109 @@
+"""Online length correction: bounded, robust to outliers, censored outputs only push up, converges to a bias."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from predictor.base import PredictionInput
+from predictor.correction import LengthCorrection
+from predictor.heuristic import HeuristicPredictor
+
+MODEL = "m"
+
+
+def test_no_observations_means_no_offset():
+    c = LengthCorrection()
+    assert c.offset_log2(MODEL) == 0.0 and c.observations(MODEL) == 0
+
+
+def test_offset_stays_within_its_bound_however_wrong_the_predictions():
+    c = LengthCorrection(weight=0.5, max_offset_log2=2.0)
+    for _ in range(200):
+        c.observe(MODEL, predicted_tokens=1, output_tokens=100_000)
+    assert c.offset_log2(MODEL) == pytest.approx(2.0)
+    for _ in range(400):
+        c.observe(MODEL, predicted_tokens=100_000, output_tokens=0)
+    assert c.offset_log2(MODEL) == pytest.approx(-2.0)
+    assert c.observations(MODEL) == 600
+
+
+def test_one_absurd_output_moves_the_offset_by_at_most_weight_times_max_step():
+    c = LengthCorrection(weight=0.05, max_step_log2=2.0)
+    c.observe(MODEL, predicted_tokens=100, output_tokens=10**9)
+    assert c.offset_log2(MODEL) == pytest.approx(0.05 * 2.0)
+
+
+def test_truncated_outputs_only_push_the_offset_up():
+    c = LengthCorrection(weight=0.5)
+    c.observe(MODEL, predicted_tokens=400, output_tokens=16, truncated=True)  # cut short: says nothing
+    assert c.offset_log2(MODEL) == 0.0 and c.observations(MODEL) == 0
+    c.observe(MODEL, predicted_tokens=100, output_tokens=400, truncated=True)  # at least 4x: says "longer"
+    assert c.offset_log2(MODEL) > 0 and c.observations(MODEL) == 1
+
+
+def test_models_are_corrected_apart():
+    c = LengthCorrection()
+    c.observe("a", 100, 400)
+    assert c.offset_log2("a") > 0 and c.offset_log2("b") == 0.0
+
+
+def test_invalid_observations_are_ignored():
+    c = LengthCorrection()
+    c.observe(MODEL, predicted_tokens=math.nan, output_tokens=10)
+    c.observe(MODEL, predicted_tokens=-1, output_tokens=10)
+    c.observe(MODEL, predicted_tokens=10, output_tokens=-1)
+    assert c.observations(MODEL) == 0
+
+
+@pytest.mark.parametrize("weight", [0.0, -0.1, 1.5])
+def test_bad_weight_is_refused(weight):
+    with pytest.raises(ValueError, match="weight"):
+        LengthCorrection(weight=weight)
+
+
+@pytest.mark.parametrize("true_factor", [0.5, 3.0])
+def test_converges_toward_a_constant_bias(true_factor):
+    """A model that always writes `true_factor` x the uncorrected prediction: the corrected prediction meets it."""
+    c = LengthCorrection(weight=0.05)
+    base_tokens = 200.0
+    actual = round(base_tokens * true_factor)
+    for _ in range(300):
+        predicted = base_tokens * 2.0 ** c.offset_log2(MODEL)
+        c.observe(MODEL, predicted, actual)
+    corrected = base_tokens * 2.0 ** c.offset_log2(MODEL)
+    assert corrected == pytest.approx(actual, rel=0.05)
+
+
+def test_converges_despite_outliers():
+    c = LengthCorrection(weight=0.05)
+    for i in range(400):
+        predicted = 100 * 2.0 ** c.offset_log2(MODEL)
+        c.observe(MODEL, predicted, 20_000 if i % 10 == 0 else 200)  # one in ten answers is absurdly long
+    corrected = 100 * 2.0 ** c.offset_log2(MODEL)
+    assert 150 < corrected < 400  # near the typical 200, not dragged to the outliers' 20000
+
+
+def test_heuristic_predictor_applies_the_correction_multiplicatively_and_still_caps():
+    p = HeuristicPredictor(output_tokens_p10=40, output_tokens_p50=200, output_tokens_p90=600)
+    request = PredictionInput(prompt_text="hello", num_messages=1, max_tokens=None)
+    for _ in range(300):
+        p50 = p.predict(request, [MODEL]).by_model[MODEL].output_tokens_p50
+        p.observe(MODEL, p50, 400, truncated=False)
+    pred = p.predict(request, [MODEL, "other"])
+    scale = 2.0 ** p.correction.offset_log2(MODEL)
+    assert scale == pytest.approx(2.0, rel=0.05)
+    got = pred.by_model[MODEL]
+    assert (got.output_tokens_p10, got.output_tokens_p50, got.output_tokens_p90) == pytest.approx(
+        (40 * scale, 200 * scale, 600 * scale))
+    assert pred.by_model["other"].output_tokens_p50 == 200
+    capped = p.predict(PredictionInput("hello", 1, max_tokens=500), [MODEL]).by_model[MODEL]
+    assert capped.output_tokens_p50 == pytest.approx(200 * scale) and capped.output_tokens_p90 == 500
+
+
+def test_heuristic_predictor_accepts_a_card_file_path(tmp_path):
+    from predictor.base import create_predictor
+
+    p = create_predictor("heuristic", cards_path=tmp_path / "cards.json")
+    assert p.predict(PredictionInput("hi", 1, None), [MODEL]).by_model[MODEL].output_tokens_p50 == 200

@@ -1,0 +1,120 @@
+"""Online feedback: each finished request's true output length reaches the predictor once, on a real proxy.
+
+A request whose client hangs up reports nothing and breaks nothing; a predictor that fails to observe
+does not fail the request.
+"""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+import pytest
+
+from router.config import GatewayConfig, RoutingSettings
+from tests.serving import MODEL, RunningServer, local_deployment
+
+SHORT = {"model": MODEL, "messages": [{"role": "user", "content": "Name a colour."}], "max_tokens": 8,
+         "temperature": 0.0}
+LONG = {"model": MODEL, "messages": [{"role": "user", "content": "Write a very long story about a dragon."}],
+        "max_tokens": 1500, "temperature": 0.9, "seed": 3}
+
+
+def wait_until(predicate, timeout_s=10.0) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return predicate()
+
+
+@pytest.fixture(scope="module")
+def feedback_server(tmp_path_factory):
+    cards = tmp_path_factory.mktemp("cards") / "model_cards.json"
+    config = GatewayConfig(routing=RoutingSettings(model_cards_path=str(cards)), deployments=(local_deployment(),))
+    with RunningServer(config) as s:
+        yield s
+
+
+@pytest.fixture
+def seen(feedback_server):
+    """What the service reports to its feedback listeners: [(model, predicted tokens, output tokens), ...]."""
+    received: list[tuple[str, float, int]] = []
+    listeners = feedback_server.gateway.service.feedback_listeners
+    listener = lambda *args: received.append(args)  # noqa: E731
+    listeners.append(listener)
+    yield received
+    listeners.remove(listener)
+
+
+def predictor(server):
+    return server.gateway.service.predictor
+
+
+def test_the_predictor_gets_the_card_file(feedback_server):
+    assert predictor(feedback_server).cards_path == feedback_server.config.routing.model_cards_file
+
+
+def test_each_finished_request_is_observed_once_with_its_true_length(feedback_server, seen):
+    from openai import OpenAI
+
+    client = OpenAI(base_url=feedback_server.url + "/v1", api_key="unused", max_retries=0, timeout=120)
+    correction = predictor(feedback_server).correction
+    before = correction.observations(MODEL)
+    lengths = []
+    for _ in range(2):
+        answer = client.chat.completions.create(**SHORT)
+        lengths.append(answer.usage.completion_tokens)
+    stream = client.chat.completions.create(**SHORT, stream=True, stream_options={"include_usage": True})
+    lengths.append([c for c in stream if c.usage is not None][-1].usage.completion_tokens)
+    answer = client.completions.create(model=MODEL, prompt="One, two, three,", max_tokens=8, temperature=0.0)
+    lengths.append(answer.usage.completion_tokens)
+    assert correction.observations(MODEL) == before + 4  # recorded before each answer was sent
+    assert [(m, n) for m, _, n in seen] == [(MODEL, n) for n in lengths]
+    assert all(0 < predicted <= 8 for _, predicted, _ in seen)  # the median the router used, capped
+
+
+def test_a_client_hanging_up_mid_stream_reports_nothing_and_breaks_nothing(feedback_server, seen):
+    worker = feedback_server.gateway.worker
+    backend = feedback_server.gateway.backends["local-smollm2"]
+    correction = predictor(feedback_server).correction
+    before_observations, before_cancelled = correction.observations(MODEL), worker.num_jobs_cancelled
+    with httpx.Client(timeout=60) as http:
+        with http.stream("POST", feedback_server.url + "/v1/chat/completions", json={**LONG, "stream": True}) as r:
+            assert r.status_code == 200
+            lines = 0
+            for line in r.iter_lines():
+                lines += line.startswith("data:")
+                if lines >= 5:
+                    break
+    assert wait_until(lambda: worker.num_jobs_cancelled == before_cancelled + 1)
+    assert wait_until(lambda: backend.num_active() == 0)
+    assert correction.observations(MODEL) == before_observations and seen == []
+    r = httpx.post(feedback_server.url + "/v1/chat/completions", json=SHORT, timeout=120)
+    assert r.status_code == 200
+    assert correction.observations(MODEL) == before_observations + 1 and len(seen) == 1
+
+
+def test_a_predictor_that_fails_to_observe_does_not_fail_the_request(feedback_server, seen, monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("observe is broken")
+
+    monkeypatch.setattr(predictor(feedback_server), "observe", broken)
+    r = httpx.post(feedback_server.url + "/v1/chat/completions", json=SHORT, timeout=120)
+    assert r.status_code == 200 and r.json()["choices"][0]["finish_reason"] in ("stop", "length")
+    with httpx.stream("POST", feedback_server.url + "/v1/chat/completions", json={**SHORT, "stream": True},
+                      timeout=120) as r:
+        assert r.status_code == 200
+        assert [line for line in r.iter_lines() if line][-1] == "data: [DONE]"
+    assert len(seen) == 2  # the other listeners still heard of both
+
+
+def test_the_length_error_histogram():
+    from router.api.metrics import Metrics
+
+    metrics = Metrics()
+    metrics.observe_output_length(MODEL, predicted_tokens=99, output_tokens=199)
+    text = metrics.render().decode()
+    assert f'tamer_output_length_error_log2_count{{model="{MODEL}"}} 1.0' in text
+    assert f'tamer_output_length_error_log2_bucket{{le="1.0",model="{MODEL}"}} 1.0' in text
