@@ -165,6 +165,15 @@ async def delete_prefix(url: str, prefix: str) -> None:
         await client.aclose()
 
 
+def reply_parser() -> str:
+    """Which RESP reader the Redis queue used: hiredis (C) if installed, else the pure-Python one."""
+    try:
+        import hiredis  # noqa: F401
+    except ImportError:
+        return "python"
+    return "hiredis"
+
+
 async def main_async(args) -> dict:
     arms = {"memory": await memory_arm(args)}
     with tempfile.TemporaryDirectory() as tmp:
@@ -173,7 +182,8 @@ async def main_async(args) -> dict:
     headline = arms["redis_4_workers"]
     return {"benchmark": "queue", "redis_jobs_per_s": headline["jobs_per_s"],
             "redis_added_p50_ms": headline["added_p50_ms"], "redis_added_p99_ms": headline["added_p99_ms"],
-            "arms": arms, "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+            "arms": arms, "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
+                                      "redis_reply_parser": reply_parser()},
             "command": " ".join(["python", "bench/queue.py", *sys.argv[1:]])}
 
 
