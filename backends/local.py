@@ -7,6 +7,10 @@ the engine did the first time (same context, same stop strings), so text held ba
 partial character, a possible stop-string start) comes out once, and a stop string that spans the cut
 is still found. With greedy decoding the final text equals an uninterrupted run. A seeded sampled
 request resumes with a fresh generator, so its tail differs from the run that died.
+
+Priority: a job's priority (the router's predicted output tokens) is its priority in the engine's
+scheduler, so requests waiting for a batch slot start shortest-predicted first, with the scheduler's
+aging; equal priorities start in arrival order.
 """
 
 from __future__ import annotations
@@ -104,7 +108,7 @@ class LocalBackend:
             async for event in self._resume(job, prompt_ids, sampling):
                 yield event
             return
-        sink = self._thread.submit(job.job_id, prompt_ids, sampling)
+        sink = self._thread.submit(job.job_id, prompt_ids, sampling, priority=engine_priority(job))
         finished = False
         try:
             while True:
@@ -150,7 +154,7 @@ class LocalBackend:
             return
         rest = dataclasses.replace(sampling, max_tokens=max_output - state.num_tokens, stop=())
         request_id = f"{job.job_id}#{job.attempt}"
-        sink = self._thread.submit(request_id, prompt_ids + committed, rest)
+        sink = self._thread.submit(request_id, prompt_ids + committed, rest, priority=engine_priority(job))
         finished = False
         try:
             while True:
@@ -171,6 +175,11 @@ class LocalBackend:
         finally:
             if not finished:
                 self._thread.abort(request_id)
+
+
+def engine_priority(job: Job) -> float:
+    """The engine's priority for a job: its queue priority (predicted output tokens, lower first), >= 0."""
+    return max(float(job.priority), 0.0)
 
 
 async def _next_output(sink: asyncio.Queue):
