@@ -34,10 +34,11 @@ class LearnedPredictor:
     def __init__(self, bundle: PredictorBundle | None = None, bundle_dir: Path | str | None = None,
                  cards_path: Path | str | None = None, correction: LengthCorrection | None = None) -> None:
         self.bundle = bundle if bundle is not None else PredictorBundle.load(Path(bundle_dir or DEFAULT_BUNDLE_DIR))
+        self.cards_path = Path(cards_path) if cards_path else None
         self.cards: dict[str, ModelCard] = dict(self.bundle.cards)
         self.cards.update(load_cards(BUNDLED_MODEL_CARDS))
-        if cards_path:
-            self.cards.update(load_cards(Path(cards_path)))
+        if self.cards_path is not None:
+            self.cards.update(load_cards(self.cards_path))
         self.correction = correction or LengthCorrection()
 
     def card(self, model: str) -> ModelCard:

@@ -84,7 +84,7 @@ MODEL_CARDS_FILE_NAME = "model_cards.json"
 @dataclass(frozen=True)
 class RoutingSettings:
     default_policy: str = "cheapest"
-    predictor: str = "heuristic"
+    predictor: str = "learned"  # the shipped bundle in predictor/artifacts/; "heuristic" needs no artifacts
     model_cards_path: str = ""  # calibrated model cards (tamer predictor calibrate); "" = <cache>/model_cards.json
 
     @property

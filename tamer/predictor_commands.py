@@ -149,3 +149,8 @@ def evaluate(
         json_out.parent.mkdir(parents=True, exist_ok=True)
         json_out.write_text(json.dumps(result, indent=1) + "\n")
         typer.echo(f"wrote {json_out}")
+
+
+from tamer.predictor_calibrate import calibrate as _calibrate  # noqa: E402
+
+app.command("calibrate")(_calibrate)

@@ -65,6 +65,7 @@ def create_app(config: GatewayConfig, gateway: Gateway | None = None) -> FastAPI
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         await gateway.start()
+        gateway.service.feedback_listeners.append(metrics.observe_output_length)
         yield
         await gateway.stop()
 
