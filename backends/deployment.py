@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 BUNDLED_MODEL = "smollm2-135m-instruct"
+MARKETS = ("on-demand", "spot")
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,13 @@ class DeploymentSpec:
     default_temperature: float = 1.0  # used when a request gives no temperature (local backend)
     default_top_p: float = 1.0  # used when a request gives no top_p (local backend)
     http_client: str = "fast"  # openai backend: "fast" (httptools) or "httpx" (proxies, redirects, HTTP/2)
+    predictor_model: str = ""  # the model card the predictor reads for this deployment; "" = model
+    # Self-hosted capacity, billed by GPU time (instead of, or beside, per-token prices):
+    instance_type: str = ""  # cloud instance it runs on (cost_model catalog), e.g. "g5.xlarge"; "" = none
+    region: str = "us-east-1"  # where, for the catalog's price
+    market: str = "on-demand"  # "on-demand" | "spot" (spot carries its interruption risk)
+    usd_per_hour: float = 0.0  # instance price; 0 = the catalog's price of instance_type in region and market
+    tokens_per_s: float = 0.0  # measured output tokens/s of one replica at full batch; 0 = unknown
 
     def __post_init__(self) -> None:
         if not self.name:
@@ -50,10 +58,26 @@ class DeploymentSpec:
             raise ValueError(f"deployment {self.name!r}: kv_cache_gib must be >= 0 (0 = automatic)")
         if self.timeout_s <= 0:
             raise ValueError(f"deployment {self.name!r}: timeout_s must be > 0")
+        if self.market not in MARKETS:
+            raise ValueError(f"deployment {self.name!r}: market must be one of {list(MARKETS)}, got {self.market!r}")
+        if self.usd_per_hour < 0 or self.tokens_per_s < 0:
+            raise ValueError(f"deployment {self.name!r}: usd_per_hour and tokens_per_s must be >= 0")
+        if self.is_billed_by_time and self.tokens_per_s == 0:
+            raise ValueError(f"deployment {self.name!r}: GPU-time cost (instance_type or usd_per_hour) needs "
+                             "tokens_per_s, the measured output tokens/s of one replica (e.g. from bench/engine.py)")
 
     @property
     def backend_model(self) -> str:
         return self.upstream_model or self.model
+
+    @property
+    def card_model(self) -> str:
+        """The name the predictor knows this deployment's model by."""
+        return self.predictor_model or self.model
+
+    @property
+    def is_billed_by_time(self) -> bool:
+        return bool(self.instance_type) or self.usd_per_hour > 0
 
 
 def bundled_deployment() -> DeploymentSpec:

@@ -11,17 +11,15 @@ from typing import Sequence
 
 from cost_model.pricing import estimate_cost_usd
 from predictor.base import Prediction, PredictionInput
-from router.policies.base import Candidate, Decision, NoCandidateError
+from router.policies.base import Candidate, Decision, RouteTargets, live_candidates, model_prediction
 
 
 class CheapestPolicy:
     name = "cheapest"
 
-    def route(self, request: PredictionInput, prediction: Prediction, candidates: Sequence[Candidate]) -> Decision:
-        live = [c for c in candidates if c.load.num_workers_alive > 0]
-        if not live:
-            names = ", ".join(c.spec.name for c in candidates) or "none"
-            raise NoCandidateError(f"no worker is serving any candidate deployment ({names})")
+    def route(self, request: PredictionInput, prediction: Prediction, candidates: Sequence[Candidate],
+              targets: RouteTargets = RouteTargets()) -> Decision:
+        live = live_candidates(candidates)
 
         def score(c: Candidate) -> tuple[float, int, str]:
             return (self._cost(c, prediction), c.load.queue_depth + c.load.num_in_flight, c.spec.name)
@@ -36,7 +34,7 @@ class CheapestPolicy:
 
     @staticmethod
     def _output_tokens(c: Candidate, prediction: Prediction) -> float:
-        p = prediction.by_model.get(c.spec.model)
+        p = model_prediction(prediction, c.spec)
         return p.output_tokens_p50 if p is not None else 0.0
 
     def _cost(self, c: Candidate, prediction: Prediction) -> float:
