@@ -83,9 +83,51 @@ MODEL_CARDS_FILE_NAME = "model_cards.json"
 
 @dataclass(frozen=True)
 class RoutingSettings:
-    default_policy: str = "cheapest"
+    """How `model: "auto"` is routed (router/policies/); each policy reads the options named for it."""
+
+    default_policy: str = "cheapest"  # what "auto" uses; "auto:<policy>" or "router-<policy>-<threshold>" pick one
     predictor: str = "learned"  # the shipped bundle in predictor/artifacts/; "heuristic" needs no artifacts
     model_cards_path: str = ""  # calibrated model cards (tamer predictor calibrate); "" = <cache>/model_cards.json
+    quality_target: float = 0.5  # quality-floor: P(as good as the strongest) to reach; x-tamer-quality-target
+    threshold: float = 0.5  # threshold: difficulty (1 - p_good of the weak model) at which to go strong
+    strong_model: str = ""  # threshold: the strong model ("" = the most likely good candidate)
+    weak_model: str = ""  # threshold: the weak model ("" = the cheapest candidate)
+    balancer: str = "least-work"  # among deployments of one model: least-work | least-requests | round-robin
+    budget_usd_per_hour: float | None = None  # budget: spending rate to hold ...
+    budget_strong_share: float | None = None  # ... or share of strong-model calls to hold (set one)
+    budget_window_s: float = 300.0  # budget: how much recent traffic the controller replays
+    cooldown_s: float = 5.0  # a deployment failing before the first token is avoided this long (doubling)
+    max_attempts: int = 3  # deployments tried for one request when each fails before the first token
+
+    def __post_init__(self) -> None:
+        from router.policies.balance import registered_balancers
+
+        for name in ("quality_target", "threshold"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"routing.{name} must be in [0, 1], got {getattr(self, name)}")
+        if self.balancer not in registered_balancers():
+            raise ValueError(f"routing.balancer {self.balancer!r} is not one of {registered_balancers()}")
+        if self.budget_usd_per_hour is not None and self.budget_usd_per_hour < 0:
+            raise ValueError(f"routing.budget_usd_per_hour must be >= 0, got {self.budget_usd_per_hour}")
+        if self.budget_strong_share is not None and not 0.0 <= self.budget_strong_share <= 1.0:
+            raise ValueError(f"routing.budget_strong_share must be in [0, 1], got {self.budget_strong_share}")
+        if self.budget_usd_per_hour is not None and self.budget_strong_share is not None:
+            raise ValueError("set one of routing.budget_usd_per_hour and routing.budget_strong_share, not both")
+        if self.budget_window_s <= 0 or self.cooldown_s < 0 or self.max_attempts < 1:
+            raise ValueError("routing.budget_window_s must be > 0, cooldown_s >= 0 and max_attempts >= 1")
+
+    def policy_options(self, policy: str) -> dict[str, Any]:
+        """Keyword arguments of create_policy(policy, ...) from these settings."""
+        if policy == "quality-floor":
+            return {"quality_target": self.quality_target, "balancer": self.balancer}
+        if policy == "threshold":
+            return {"threshold": self.threshold, "strong_model": self.strong_model, "weak_model": self.weak_model,
+                    "balancer": self.balancer}
+        if policy == "budget":
+            return {"usd_per_hour": self.budget_usd_per_hour, "strong_share": self.budget_strong_share,
+                    "window_s": self.budget_window_s, "balancer": self.balancer,
+                    "initial_quality_target": self.quality_target}
+        return {}
 
     @property
     def model_cards_file(self) -> Path:

@@ -7,7 +7,7 @@ of the bundled SmolLM2-135M-Instruct, the learned predictor's shipped bundle, th
 Environment variables: TAMER_CONFIG, TAMER_HOST, TAMER_PORT, TAMER_API_KEYS (comma-separated),
 TAMER_QUEUE, TAMER_REDIS_URL, TAMER_QUEUE_PREFIX, TAMER_EMBEDDED_WORKER (1/0), TAMER_DEFAULT_POLICY,
 TAMER_MAX_REQUEST_BYTES, TAMER_REQUEST_TIMEOUT_S, TAMER_LOG_LEVEL, TAMER_MODEL_CARDS_PATH (the calibrated
-model-card file; default <cache dir>/model_cards.json).
+model-card file; default <cache dir>/model_cards.json), TAMER_QUALITY_TARGET (routing.quality_target).
 """
 
 from __future__ import annotations
@@ -81,6 +81,8 @@ def _env_overrides(env: Mapping[str, str]) -> dict[str, dict[str, Any]]:
         out["routing"]["default_policy"] = env["TAMER_DEFAULT_POLICY"]
     if "TAMER_MODEL_CARDS_PATH" in env:
         out["routing"]["model_cards_path"] = env["TAMER_MODEL_CARDS_PATH"]
+    if "TAMER_QUALITY_TARGET" in env:
+        out["routing"]["quality_target"] = float(env["TAMER_QUALITY_TARGET"])
     return out
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import time
 from contextlib import asynccontextmanager
 from typing import Any
@@ -13,7 +14,7 @@ from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse, Response
 
-from backends.errors import QueueFullError, TamerError
+from backends.errors import InvalidRequestError, QueueFullError, TamerError
 from router.api import responses as R
 from router.api.http import check_auth, read_json_body
 from router.api.load import LoadGauges, load_body, read_load
@@ -22,6 +23,7 @@ from router.api.streaming import collect_or_cancel, stream_chat, stream_completi
 from router.api.schemas import ChatCompletionRequest, CompletionRequest
 from router.config import GatewayConfig
 from router.gateway import Gateway
+from router.policies.base import RouteTargets
 from router.service import RoutedStream
 
 log = logging.getLogger("tamer.api")
@@ -29,14 +31,47 @@ log = logging.getLogger("tamer.api")
 
 def decision_headers(routed: RoutedStream) -> dict[str, str]:
     d = routed.decision
-    return {
+    headers = {
         "x-tamer-model": d.model,
         "x-tamer-deployment": d.deployment,
         "x-tamer-policy": d.policy,
         "x-tamer-est-cost-usd": f"{d.est_cost_usd:.8f}",
+        "x-tamer-est-saved-usd": f"{d.est_saved_usd:.8f}",
+        "x-tamer-est-output-tokens": f"{d.est_output_tokens:.0f}",
         "x-tamer-reason": d.reason.encode("ascii", "replace").decode(),
         "x-request-id": routed.job_id,
     }
+    if d.p_good is not None:
+        headers["x-tamer-p-good"] = f"{d.p_good:.3f}"
+    if d.quality_target is not None:
+        headers["x-tamer-quality-target"] = f"{d.quality_target:.3f}"
+    if routed.failed_over_from:
+        headers["x-tamer-failed-over-from"] = ",".join(f"{name}:{code}" for name, code in routed.failed_over_from)
+    return headers
+
+
+def _header_number(request: Request, name: str, low: float, high: float) -> float | None:
+    text = request.headers.get(name)
+    if text is None:
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not low <= value <= high:
+        raise InvalidRequestError(f"header {name} must be a number in [{low:g}, {high:g}], got {text!r}", param=name)
+    return value
+
+
+def route_targets(request: Request) -> RouteTargets | None:
+    """The request's routing headers: x-tamer-quality-target in [0, 1], x-tamer-ttft-slo-ms and
+    x-tamer-latency-slo-ms > 0; a bad value is a 400."""
+    quality = _header_number(request, "x-tamer-quality-target", 0.0, 1.0)
+    ttft_ms = _header_number(request, "x-tamer-ttft-slo-ms", 1e-3, math.inf)
+    latency_ms = _header_number(request, "x-tamer-latency-slo-ms", 1e-3, math.inf)
+    if quality is None and ttft_ms is None and latency_ms is None:
+        return None
+    return RouteTargets(quality_target=quality, ttft_slo_ms=ttft_ms, latency_slo_ms=latency_ms)
 
 
 def _validation_message(err: ValidationError | RequestValidationError) -> tuple[str, str | None]:
@@ -65,6 +100,7 @@ def create_app(config: GatewayConfig, gateway: Gateway | None = None) -> FastAPI
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         await gateway.start()
+        gateway.service.configure(config.routing)
         gateway.service.feedback_listeners.append(metrics.observe_output_length)
         yield
         await gateway.stop()
@@ -105,6 +141,9 @@ def create_app(config: GatewayConfig, gateway: Gateway | None = None) -> FastAPI
     async def prometheus(request: Request) -> Response:
         check_auth(request, api_keys)
         await load_gauges.refresh(gateway.queue, deployment_names)
+        service, now_s = gateway.service, time.monotonic()
+        metrics.set_routing_state(deployment_names, service.health.unavailable(now_s),
+                                  [p.report(now_s) for p in service.policies_in_use().values() if hasattr(p, "report")])
         for name, backend in gateway.backends.items():
             if hasattr(backend, "num_active"):
                 metrics.engine_sequences.labels(name).set(backend.num_active())
@@ -129,10 +168,8 @@ def create_app(config: GatewayConfig, gateway: Gateway | None = None) -> FastAPI
         check_auth(request, api_keys)
         body = await read_json_body(request, max_bytes)
         parsed = schema.model_validate(body)
-        routed = await gateway.service.start(parsed.to_generation_request(), parsed.model)
-        d = routed.decision
-        metrics.decisions.labels(d.policy, d.deployment, d.model).inc()
-        metrics.est_cost_usd.labels(d.deployment).inc(d.est_cost_usd)
+        routed = await gateway.service.start(parsed.to_generation_request(), parsed.model, route_targets(request))
+        metrics.observe_decision(routed.decision, routed.failed_over_from)
         headers = decision_headers(routed)
         kind = "chat" if schema is ChatCompletionRequest else "completion"
         if parsed.stream:

@@ -33,6 +33,24 @@ class Metrics:
                                    registry=r)
         self.engine_sequences = Gauge("tamer_engine_active_sequences", "Sequences live in a local engine",
                                       ["deployment"], registry=r)
+        self.est_saved_usd = Counter("tamer_estimated_saved_usd", "Estimated $ saved against sending every routed "
+                                     "request to the strongest candidate", ["policy"], registry=r)
+        self.predicted_output_tokens = Counter("tamer_predicted_output_tokens", "Predicted median output tokens of "
+                                               "finished requests (compare tamer_actual_output_tokens)", ["model"],
+                                               registry=r)
+        self.actual_output_tokens = Counter("tamer_actual_output_tokens", "Output tokens of finished requests",
+                                            ["model"], registry=r)
+        self.failovers = Counter("tamer_failovers", "Requests moved to another deployment after a failure before "
+                                 "the first token", ["deployment", "code"], registry=r)
+        self.deployment_avoided = Gauge("tamer_deployment_avoided", "1 while the router avoids the deployment "
+                                        "(cooling down after failures, or draining after an interruption notice)",
+                                        ["deployment"], registry=r)
+        self.budget_target = Gauge("tamer_budget_target", "The budget policy's target ($/hour or strong share)",
+                                   ["kind"], registry=r)
+        self.budget_measured = Gauge("tamer_budget_measured", "What the budget policy measured over its window",
+                                     ["kind"], registry=r)
+        self.budget_quality_target = Gauge("tamer_budget_quality_target", "The quality target the budget "
+                                           "controller set", ["kind"], registry=r)
         self.output_length_error_log2 = Histogram(
             "tamer_output_length_error_log2", "log2((1 + actual) / (1 + predicted median)) output tokens of "
             "finished requests: 0 is exact, +1 twice as long as predicted", ["model"],
@@ -43,6 +61,25 @@ class Metrics:
         if predicted_tokens >= 0 and math.isfinite(predicted_tokens) and output_tokens >= 0:
             error = math.log2(1 + output_tokens) - math.log2(1 + predicted_tokens)
             self.output_length_error_log2.labels(model).observe(error)
+            self.predicted_output_tokens.labels(model).inc(predicted_tokens)
+            self.actual_output_tokens.labels(model).inc(output_tokens)
+
+    def observe_decision(self, decision, failed_over_from=()) -> None:
+        """One routed request: the decision per policy/deployment/model, its estimated $ and saving, fail-overs."""
+        self.decisions.labels(decision.policy, decision.deployment, decision.model).inc()
+        self.est_cost_usd.labels(decision.deployment).inc(decision.est_cost_usd)
+        self.est_saved_usd.labels(decision.policy).inc(decision.est_saved_usd)
+        for deployment, code in failed_over_from:
+            self.failovers.labels(deployment, code).inc()
+
+    def set_routing_state(self, deployment_names, avoided, budget_reports) -> None:
+        """Gauges read at scrape time: deployments avoided now, and each budget controller's report."""
+        for name in deployment_names:
+            self.deployment_avoided.labels(name).set(1 if name in avoided else 0)
+        for report in budget_reports:
+            self.budget_target.labels(report.kind).set(report.target)
+            self.budget_measured.labels(report.kind).set(report.measured)
+            self.budget_quality_target.labels(report.kind).set(report.quality_target)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
