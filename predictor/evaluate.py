@@ -1,8 +1,9 @@
 """Evaluating a predictor bundle on a data directory's test split (`tamer predictor eval`).
 
 Length metrics are computed per (test prompt, model) row; a model the bundle has no card for is
-calibrated here on a fixed 10% of its prompts in the directory (as `tamer predictor calibrate` would), and
-those prompts are left out of its scores. Baselines beside the bundle: each model's mean (from its card),
+calibrated here on a fixed 10% of its prompts in the directory (its verbosity from their lengths, as
+`tamer predictor calibrate` would, its strength from their judgments), and those prompts are left out of
+its scores. Baselines beside the bundle: each model's mean (from its card),
 a regression on prompt length, and the ceiling "other models' mean length for this prompt", which uses
 the true answers of the other models and so is not a predictor one can serve.
 """
@@ -17,7 +18,8 @@ import numpy as np
 from predictor import metrics
 from predictor.bundle import PredictorBundle, difficulty_rows, length_rows
 from predictor.dataset import ROUTELLM_WEAK, LLMData, is_test_prompt
-from predictor.model_card import card_from_lengths, default_card
+from predictor.model_card import DEFAULT_STRENGTH, MIN_CALIBRATION_PROMPTS, ModelCard, card_from_lengths, \
+    default_card
 from predictor.training import calibration_ids, dense_of, log2_len
 
 ROUTELLM_DATASETS = {"routellm_mmlu": "mmlu", "routellm_gsm8k": "gsm8k", "routellm_mt_bench": "mt_bench"}
@@ -32,11 +34,23 @@ def _cards_for(bundle: PredictorBundle, data: LLMData, test_ids: set[str]):
     by_model: dict[str, dict[str, int]] = defaultdict(dict)
     for row in data.lengths:
         by_model[row.model][row.prompt_id] = row.output_tokens
-    for model, lengths in sorted(by_model.items()):
-        if model in cards or len(lengths) < 8:
+    wins: dict[str, dict[str, float]] = defaultdict(dict)
+    for row in data.judgments:
+        wins[row.model][row.prompt_id] = row.win
+    for model in sorted(set(by_model) | set(wins)):
+        lengths, judged = by_model.get(model, {}), wins.get(model, {})
+        if model in cards or max(len(lengths), len(judged)) < 8:
             continue
-        ids = calibration_ids(set(lengths), [])
-        cards[model] = card_from_lengths(model, [lengths[p] for p in ids], source="calibrated")
+        ids = calibration_ids(set(lengths) | set(judged), [])
+        strength_ids = [p for p in ids if p in judged]
+        strength = float(np.mean([judged[p] for p in strength_ids])) if strength_ids else DEFAULT_STRENGTH
+        length_ids = [p for p in ids if p in lengths]
+        if len(length_ids) >= MIN_CALIBRATION_PROMPTS:
+            cards[model] = card_from_lengths(model, [lengths[p] for p in length_ids], strength=strength,
+                                             source="calibrated")
+        else:
+            base = default_card(model)
+            cards[model] = ModelCard(model, base.output_log2_mean, base.output_log2_std, strength, 0, "calibrated")
         held[model] = set(ids)
         calibrated.append(model)
     return cards, held, calibrated
@@ -68,7 +82,7 @@ def evaluate_bundle(bundle: PredictorBundle, data: LLMData, latency_models: int 
             length_interval_width_log2=float(np.mean(np.log2((1 + q[:, 2]) / (1 + q[:, 0])))),
             baselines=_length_baselines(rows, cards, data, true, models),
         )
-    result.update(_difficulty(bundle, data, features, row_of, cards))
+    result.update(_difficulty(bundle, data, features, row_of, cards, held))
     result.update(_latency(bundle, data, ids, cards, latency_models))
     return result
 
@@ -94,7 +108,7 @@ def _length_baselines(rows, cards, data: LLMData, true: np.ndarray, models: list
     }
 
 
-def _difficulty(bundle, data: LLMData, features, row_of, cards) -> dict:
+def _difficulty(bundle, data: LLMData, features, row_of, cards, held) -> dict:
     out: dict = {}
     weak_card = cards.get(ROUTELLM_WEAK, default_card(ROUTELLM_WEAK))
     routellm: dict = {}
@@ -116,7 +130,8 @@ def _difficulty(bundle, data: LLMData, features, row_of, cards) -> dict:
     if routellm:
         out["routellm"] = routellm
     judged = [j for j in data.judgments if j.prompt_id in row_of and j.model_params_b is not None
-              and j.model_params_b < SMALL_MODEL_PARAMS_B and j.model in cards]
+              and j.model_params_b < SMALL_MODEL_PARAMS_B and j.model in cards
+              and j.prompt_id not in held.get(j.model, ())]
     if judged:
         X = difficulty_rows(features[[row_of[j.prompt_id] for j in judged]], [cards[j.model] for j in judged])
         score = bundle.predict_quality(X)

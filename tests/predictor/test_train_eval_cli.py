@@ -56,7 +56,7 @@ def test_eval_calibrates_models_it_has_no_card_for(trained, tmp_path):
     data, bundle_dir = trained
     renamed = tmp_path / "renamed"
     renamed.mkdir()
-    for name in ("prompts.jsonl.gz", "responses.jsonl.gz"):
+    for name in ("prompts.jsonl.gz", "responses.jsonl.gz", "judgments.jsonl.gz"):
         with gzip.open(data / name, "rt") as src, gzip.open(renamed / name, "wt") as dst:
             for line in src:
                 row = json.loads(line)
@@ -71,6 +71,7 @@ def test_eval_calibrates_models_it_has_no_card_for(trained, tmp_path):
     assert len(metrics["calibrated_here"]) == 6
     assert "calibrated here" in result.output
     assert metrics["length_kendall_tau"] > 0.3
+    assert 0.5 < metrics["alpacaeval_small_model_win_auc"] <= 1.0  # strengths calibrated from judgments
 
 
 def test_bad_data_directories_exit_2(tmp_path):
