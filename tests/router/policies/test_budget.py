@@ -76,3 +76,18 @@ def test_bad_settings_say_what_is_valid():
         BudgetController("dollars", 1.0)
     with pytest.raises(ValueError, match=">= 0"):
         BudgetController("strong_share", 1.5)
+
+
+def test_the_budget_policy_lowers_the_bar_to_hold_its_share():
+    from router.policies import RouteTargets, create_policy
+    from tests.router.policies.helpers import REQUEST, cand, prediction, spec
+
+    policy = create_policy("budget", strong_share=0.0)
+    cands = [cand(spec("weak-api", "weak", 0.1, 0.4)), cand(spec("strong-api", "strong", 3.0, 15.0))]
+    pred = prediction({"weak": 0.3, "strong": 0.9})
+    picks = [policy.route(REQUEST, pred, cands, RouteTargets(now_s=float(t))) for t in range(0, 120, 2)]
+    assert picks[0].deployment == "strong-api" and picks[0].policy == "budget"  # initial target 0.5 > 0.3
+    assert {d.deployment for d in picks[31:]} == {"weak-api"}  # after the 60 s warm-up: target 0.3
+    assert picks[-1].reason.startswith("budget strong share") and policy.report(120.0).quality_target == 0.3
+    with pytest.raises(ValueError, match="budget_usd_per_hour"):
+        create_policy("budget")
