@@ -85,7 +85,7 @@ MODEL_CARDS_FILE_NAME = "model_cards.json"
 class RoutingSettings:
     """How `model: "auto"` is routed (router/policies/); each policy reads the options named for it."""
 
-    default_policy: str = "cheapest"  # what "auto" uses; "auto:<policy>" or "router-<policy>-<threshold>" pick one
+    default_policy: str = "quality-floor"  # what "auto" uses; "auto:<policy>" or "router-<policy>-<threshold>" pick one
     predictor: str = "learned"  # the shipped bundle in predictor/artifacts/; "heuristic" needs no artifacts
     model_cards_path: str = ""  # calibrated model cards (tamer predictor calibrate); "" = <cache>/model_cards.json
     quality_target: float = 0.5  # quality-floor: P(as good as the strongest) to reach; x-tamer-quality-target

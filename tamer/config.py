@@ -2,7 +2,7 @@
 
 Precedence, lowest to highest: built-in defaults, the TOML file (`--config FILE` or TAMER_CONFIG),
 environment variables. With no file the embedded default serves: memory queue, one local deployment
-of the bundled SmolLM2-135M-Instruct, the learned predictor's shipped bundle, the `cheapest` policy.
+of the bundled SmolLM2-135M-Instruct, the learned predictor's shipped bundle, the `quality-floor` policy.
 
 Environment variables: TAMER_CONFIG, TAMER_HOST, TAMER_PORT, TAMER_API_KEYS (comma-separated),
 TAMER_QUEUE, TAMER_REDIS_URL, TAMER_QUEUE_PREFIX, TAMER_EMBEDDED_WORKER (1/0), TAMER_DEFAULT_POLICY,

@@ -26,7 +26,7 @@ def test_chat_completion_answers_with_usage_and_routing_headers(client):
     assert raw.headers["x-tamer-model"] == MODEL
     assert raw.headers["x-tamer-deployment"] == "local-smollm2"
     assert float(raw.headers["x-tamer-est-cost-usd"]) == 0.0
-    assert raw.headers["x-tamer-policy"] == "cheapest" and raw.headers["x-tamer-reason"]
+    assert raw.headers["x-tamer-policy"] == "quality-floor" and raw.headers["x-tamer-reason"]
 
 
 def test_streaming_equals_non_streaming_and_reports_usage(client):

@@ -7,7 +7,7 @@ from tamer.config import load_settings, settings_from_dict
 
 def test_embedded_default_is_one_local_bundled_deployment():
     s = load_settings(env={})
-    assert s.queue.kind == "memory" and s.routing.default_policy == "cheapest"
+    assert s.queue.kind == "memory" and s.routing.default_policy == "quality-floor"
     assert [(d.name, d.backend, d.model) for d in s.deployments] == [
         ("local-smollm2", "local", "smollm2-135m-instruct")]
     assert s.server.host == "127.0.0.1" and s.server.api_keys == ()
