@@ -14,13 +14,15 @@ DATA_DIR = Path(__file__).resolve().parent / "data"
 
 @dataclass(frozen=True)
 class GpuSpec:
-    """One accelerator: usable memory, HBM bandwidth and dense tensor throughput."""
+    """One accelerator: usable memory, HBM bandwidth and dense tensor throughput. A measured device (a CPU) that
+    runs every model in one dtype names it in `dtype`; its bf16_dense_tflops is then its matmul rate in that dtype."""
 
     name: str
     memory_gib: float
     mem_bandwidth_gb_per_s: float
     bf16_dense_tflops: float
     fp8_dense_tflops: float | None = None
+    dtype: str | None = None  # None: models run in their own dtype
 
     def __post_init__(self) -> None:
         if self.memory_gib <= 0 or self.mem_bandwidth_gb_per_s <= 0 or self.bf16_dense_tflops <= 0:
@@ -146,10 +148,17 @@ def get_model(name: str) -> ModelSpec:
 
 
 def get_gpu(name: str) -> GpuSpec:
+    """A GPU of gpus.csv, or a device measured by `tamer profile` (data/<name>_profile.json, e.g. "cpu")."""
     gpus = load_gpus()
-    if name not in gpus:
-        raise UnknownNameError(f"unknown GPU {name!r}; known GPUs: {', '.join(sorted(gpus))}")
-    return gpus[name]
+    if name in gpus:
+        return gpus[name]
+    from cost_model.device_profile import find_device_profile, profiled_devices
+
+    profile = find_device_profile(name)
+    if profile is None:
+        raise UnknownNameError(f"unknown GPU {name!r}; known GPUs: {', '.join(sorted(gpus))}; profiled devices: "
+                               f"{', '.join(profiled_devices()) or 'none (measure one with `tamer profile`)'}")
+    return profile.spec
 
 
 def find_offerings(regions: tuple[str, ...] | None = None, instance_types: tuple[str, ...] | None = None

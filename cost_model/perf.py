@@ -7,7 +7,11 @@ per GPU of a tensor-parallel group of n GPUs:
     bytes = weight_bytes_per_layer_read / n + activation bytes + KV bytes read and written / n
     roofline_s = max(flops / peak_flops, bytes / mem_bandwidth)
     step_s     = max(flops / (peak_flops * compute_frac), bytes / (mem_bandwidth * bandwidth_frac))
-                              + overhead_s_per_layer + all-reduce time (n > 1),   the whole step times step_scale >= 1
+                              + overhead_s_per_layer + all-reduce time (n > 1),
+    the layers, the LM head and overhead_s_per_seq per sequence that samples a token (host-side sampling and
+    detokenizing, which a CPU engine pays), the whole step times step_scale >= 1 and, for a measured device,
+    times its measured residual for steps of that many tokens (token_factors: a CPU's matmul library has
+    slow shapes, e.g. 2 or 3 rows, that no roofline shows)
 
 with compute_frac, bandwidth_frac in (0, 1] and overheads >= 0, so a prediction is never faster than the
 roofline. The efficiencies per GPU are fitted to Vidur's measured per-layer op times and step_scale to
@@ -17,9 +21,13 @@ data/perf_efficiency.json; a GPU without a profile borrows the efficiencies of i
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
+import math
 from dataclasses import dataclass
+
+import numpy as np
 
 from cost_model.catalog import DATA_DIR, GpuSpec, ModelSpec
 
@@ -38,22 +46,47 @@ class Efficiency:
     bandwidth_frac: float = 0.8
     overhead_s_per_layer: float = 20e-6
     step_scale: float = 1.0  # >= 1: whole-step slowdown of a serving engine (scheduling, sampling) over its kernels
+    overhead_s_per_seq: float = 0.0  # per sequence sampled in a step (host-side work; fitted for measured devices)
+    token_factors: tuple = ()  # ((tokens in step, factor), ...) measured residuals of a device; () = none
 
     def __post_init__(self) -> None:
+        factors = tuple((int(t), float(f)) for t, f in self.token_factors)
+        object.__setattr__(self, "token_factors", factors)
+        if any(f <= 0 for _, f in factors) or [t for t, _ in factors] != sorted({t for t, _ in factors}):
+            raise ValueError(f"token_factors must be (tokens, factor > 0) pairs sorted by distinct tokens, got {factors}")
         if not (0 < self.compute_frac <= 1 and 0 < self.bandwidth_frac <= 1):
             raise ValueError(f"efficiency fractions must be in (0, 1], got {self.compute_frac}, {self.bandwidth_frac}")
-        if self.overhead_s_per_layer < 0:
-            raise ValueError(f"overhead_s_per_layer must be >= 0, got {self.overhead_s_per_layer}")
+        if self.overhead_s_per_layer < 0 or self.overhead_s_per_seq < 0:
+            raise ValueError(f"overheads must be >= 0, got {self.overhead_s_per_layer}, {self.overhead_s_per_seq}")
         if self.step_scale < 1:
             raise ValueError(f"step_scale must be >= 1, got {self.step_scale}")
 
+    def token_factor(self, tokens: float) -> float:
+        """The measured correction for a step of `tokens` tokens: piecewise linear in log(tokens), flat outside."""
+        if not self.token_factors:
+            return 1.0
+        xs = np.log([t for t, _ in self.token_factors])
+        return float(np.interp(math.log(max(tokens, 1.0)), xs, [f for _, f in self.token_factors]))
 
-ROOFLINE = Efficiency(1.0, 1.0, 0.0, 1.0)
+
+ROOFLINE = Efficiency(1.0, 1.0, 0.0, 1.0, 0.0)
+
+
+def load_efficiency(gpu: str) -> Efficiency:
+    """The shipped fitted efficiency of a GPU type (or of its nearest profiled kin), or of a measured device."""
+    from cost_model.catalog import load_gpus
+
+    if gpu not in load_gpus():
+        from cost_model.device_profile import find_device_profile
+
+        profile = find_device_profile(gpu)
+        if profile is not None:
+            return profile.efficiency
+    return _shipped_efficiency(gpu)
 
 
 @functools.cache
-def load_efficiency(gpu: str) -> Efficiency:
-    """The shipped fitted efficiency of a GPU type (or of its nearest profiled kin)."""
+def _shipped_efficiency(gpu: str) -> Efficiency:
     with open(DATA_DIR / "perf_efficiency.json") as f:
         table = json.load(f)
     key = table["borrow"].get(gpu, gpu)
@@ -93,6 +126,8 @@ class PerfModel:
     def __post_init__(self) -> None:
         if self.num_gpus < 1:
             raise ValueError(f"num_gpus must be >= 1, got {self.num_gpus}")
+        if self.gpu.dtype is not None and self.gpu.dtype != self.model.dtype:  # a device that runs one dtype (CPU)
+            object.__setattr__(self, "model", dataclasses.replace(self.model, dtype=self.gpu.dtype))
 
     @property
     def peak_flops(self) -> float:
@@ -129,11 +164,13 @@ class PerfModel:
         per_layer = max(flops / (self.peak_flops * eff.compute_frac),
                         nbytes / (self.gpu.mem_bandwidth_gb_per_s * 1e9 * eff.bandwidth_frac))
         per_layer += eff.overhead_s_per_layer + self._allreduce_s(tokens)
-        head_flops = 2 * m.hidden_size * m.vocab_size * max(1.0, decode_seqs + (1 if prefill_tokens else 0)) / n
+        sampled = max(1.0, decode_seqs + (1 if prefill_tokens else 0))
+        head_flops = 2 * m.hidden_size * m.vocab_size * sampled / n
         head_bytes = m.hidden_size * m.vocab_size * m.bytes_per_param / n
         head = max(head_flops / (self.peak_flops * eff.compute_frac),
                    head_bytes / (self.gpu.mem_bandwidth_gb_per_s * 1e9 * eff.bandwidth_frac))
-        return (m.num_layers * per_layer + head) * eff.step_scale
+        step = m.num_layers * per_layer + head + eff.overhead_s_per_seq * sampled
+        return step * eff.step_scale * eff.token_factor(tokens)
 
     def roofline_step_s(self, prefill_tokens: float = 0, prefill_sq_tokens: float = 0, decode_seqs: float = 0,
                         decode_ctx_tokens: float = 0) -> float:

@@ -269,6 +269,7 @@ def _summary(workload: Workload, slo: Slo, ttft, tpot, done, cost, requeued, ins
     ok = done & (ttft <= slo.ttft_p99_s) & (np.nan_to_num(tpot, nan=0.0) <= slo.tpot_p99_s)
     finished = done.sum()
     out_tokens = float(workload.output_tokens[done].sum())
+    latency = ttft + np.nan_to_num(tpot, nan=0.0) * np.maximum(workload.output_tokens - 1, 0)  # arrival to last token
 
     pct = _pct
     return {
@@ -276,6 +277,7 @@ def _summary(workload: Workload, slo: Slo, ttft, tpot, done, cost, requeued, ins
         "slo_attainment": float(ok.sum() / len(workload)),
         "ttft_p50_s": pct(ttft, 0.5), "ttft_p99_s": pct(ttft, 0.99),
         "tpot_p50_s": pct(tpot, 0.5), "tpot_p99_s": pct(tpot, 0.99),
+        "latency_mean_s": float(np.mean(latency[done])) if finished else float("nan"),
         "cost_usd": float(cost), "duration_s": float(end_s),
         "usd_per_hour": float(cost / max(end_s, 1e-9) * 3600),
         "usd_per_1m_output_tokens": float(cost / out_tokens * 1e6) if out_tokens else float("nan"),

@@ -144,6 +144,10 @@ from tamer.cost_commands import plan as _plan, simulate as _simulate  # noqa: E4
 app.command("plan")(_plan)
 app.command("simulate")(_simulate)
 
+from tamer.profile_command import profile as _profile  # noqa: E402  (the engine loads on use)
+
+app.command("profile")(_profile)
+
 from tamer.predictor_commands import app as _predictor_app  # noqa: E402  (predictor loads on use)
 
 app.add_typer(_predictor_app, name="predictor")
