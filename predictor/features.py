@@ -21,28 +21,34 @@ _WORD = re.compile(r"[a-z0-9']+")
 # Task cues: what kind of answer the prompt asks for. Case-insensitive unless noted.
 CUES: dict[str, re.Pattern[str]] = {name: re.compile(pattern, flags) for name, pattern, flags in [
     ("list", r"\b(list|ideas|tips|steps|examples|ways|suggest\w*|recommend\w*|options|brainstorm)\b", re.I),
-    ("long_form", r"\b(essay|story|article|blog|letter|poem|script|speech|song|lyrics|report|email|post|"
-                  r"review|cover letter|outline|plan|guide|tutorial|itinerary|proposal)\b", re.I),
+    ("long_form", r"\b(essay|story|stories|novel|article|blog|letter|poem|script|speech|song|lyrics|report|email|"
+                  r"post|review|cover letter|outline|plan|guide|tutorial|itinerary|proposal|syllabus|lesson|"
+                  r"curriculum|bibliography|eulogy|patent|chapter|study notes|key points)\b", re.I),
     ("explain", r"\b(explain|describe|why|discuss|compare|difference|elaborate|analy[sz]e|how (do|does|can|"
-                r"to|would|should|is|are))\b", re.I),
+                r"to|would|should|is|are|did))\b", re.I),
     ("code", r"(```|\bcode\b|\bfunction\b|\bpython\b|\bjavascript\b|\bsql\b|\bprogram\b|\bregex\b|\bc\+\+|"
-             r"\bjava\b|\bhtml\b|\bbash\b)", re.I),
+             r"\bjava\b|\bhtml\b|\bbash\b|\bimplement\w*|\bsolution\b|\bbot\b|\bapi\b|\bscript\b)", re.I),
     ("short", r"\b(one word|one sentence|single word|briefly|brief|short|concise|yes or no|true or false|"
               r"only (the|answer|respond)|just (the|answer|say)|in \d+ words|few words)\b", re.I),
     ("transform", r"\b(rewrite|rephrase|paraphrase|correct|fix|edit|translate|summari[sz]e|convert|classify|"
-                  r"categori[sz]e|extract|identify|label|detect|sort|format)\b", re.I),
-    ("factoid", r"^\s*(what|who|when|where|which) (is|was|are|were|did)\b", re.I),
+                  r"categori[sz]e|category|sentiment|extract|identify|label|detect|sort|format|capitali[sz]e|"
+                  r"change the)\b", re.I),
+    ("name_it", r"\b(title|name for|choose an?|pick an?|invent a|compliment|caption|slogan|headline|hashtag)\b",
+     re.I),
+    ("factoid", r"^\s*(what|who|when|where|which) (is|was|are|were|did)\b|\b(capital of|current date|"
+                r"how old|what year)\b", re.I),
     ("math", r"(\d+\s*[-+*/x×^]\s*\d+|\bcalculate\b|\bsolve\b|\bequation\b|\bhow many\b|\bhow much\b|\bpercent|"
              r"\$\d)", re.I),
     ("multiple_choice", r"(^|\n)\s*[A-D][.)]\s|\bAnswer:\s*$", 0),
     ("count_asked", r"\b(\d+|two|three|four|five|six|seven|eight|nine|ten|twenty)\s+(\w+\s)?(ideas|tips|ways|"
                     r"examples|reasons|things|steps|questions|names|words|sentences|paragraphs|points|facts|"
-                    r"items|options|jokes|titles)\b", re.I),
+                    r"items|options|jokes|titles|entries|days)\b", re.I),
     ("exclusion", r"\b(NOT|EXCEPT|LEAST|FALSE)\b", 0),
     ("statements", r"\bStatement 1\b", 0),
     ("roleplay", r"\b(pretend|act as|imagine (you|that)|you are an?|role[- ]?play)\b", re.I),
     ("opinion", r"\b(what do you think|your opinion|should i|would you|do you)\b", re.I),
-    ("detail", r"\b(detailed|in detail|comprehensive|thorough|step[- ]by[- ]step|in depth|elaborate)\b", re.I),
+    ("detail", r"\b(detailed|in detail|comprehensive|thorough|step[- ]by[- ]step|in depth|elaborate|"
+               r"informative|full)\b", re.I),
     ("creative", r"\b(creative|funny|humorous|joke|rhyme|fictional|imagine|haiku|limerick)\b", re.I),
 ]}
 
@@ -104,10 +110,10 @@ def hashed_ngrams(text: str) -> tuple[np.ndarray, np.ndarray]:
 
     Buckets are crc32 of the n-gram modulo NGRAM_BUCKETS: stable across processes and Python versions.
     """
-    words = _WORD.findall(text.lower())
+    words = ["<s>"] + _WORD.findall(text.lower())  # "<s> word": the opening word, where the instruction is
     counts: dict[int, int] = {}
     for i, word in enumerate(words):
-        for gram in (word, f"{words[i - 1]} {word}" if i else None):
+        for gram in (word if i else None, f"{words[i - 1]} {word}" if i else None):
             if gram is not None:
                 bucket = zlib.crc32(gram.encode()) % NGRAM_BUCKETS
                 counts[bucket] = counts.get(bucket, 0) + 1
