@@ -1,6 +1,7 @@
 """Discrete-event replay of a workload against a plan: continuous batching per replica (replica.py), the
-router's length-aware dispatch, spot preemptions (drawn from the spot model or replayed from spot traces),
-re-queue and resume of interrupted requests, on-demand fallback while spot is away, and the bill."""
+router's dispatch (a rule from dispatch.py, by name), spot preemptions (drawn from the spot model or replayed
+from spot traces), re-queue and resume of interrupted requests, on-demand fallback while spot is away, and
+the bill."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import numpy as np
 
 from cost_model.capacity import Knobs, Slo, prefill_chunk_tokens, replica_capacity_req_per_s
 from cost_model.catalog import get_gpu, get_model
+from cost_model.dispatch import DEFAULT_RULE, ReplicaLoad, create_rule
 from cost_model.errors import CostModelError
 from cost_model.perf import PerfModel, load_efficiency
 from cost_model.replica import Replica, Seq
@@ -34,8 +36,10 @@ class SimOptions:
     max_batched_tokens: int | None = None  # None: sized to the TPOT target (capacity.prefill_chunk_tokens)
     drain_after_s: float = 3600.0  # stop this long after the last arrival; anything unfinished is lost
     spot_retry_s: float = 600.0  # how often an on-demand fallback tries to go back to spot
+    dispatch: str = DEFAULT_RULE  # a rule registered in dispatch.py
 
     def __post_init__(self) -> None:
+        create_rule(self.dispatch)  # an unknown name fails here, listing the known ones
         if self.spot_source not in ("model", "trace", "none"):
             raise ValueError(f"spot_source must be one of ['model', 'trace', 'none'], got {self.spot_source!r}")
         if self.spot_source == "trace" and not self.spot_traces:
@@ -57,8 +61,11 @@ class Instance:
 
 
 def simulate(plan: dict, workload: Workload, options: SimOptions = SimOptions(),
-             progress: Callable[[float], None] | None = None) -> dict:
-    """Replay `workload` against `plan` (the planner's dict); return attainment, latencies, cost and losses."""
+             progress: Callable[[float], None] | None = None,
+             predicted_output_tokens: np.ndarray | None = None) -> dict:
+    """Replay `workload` against `plan` (the planner's dict); return attainment, latencies, cost and losses.
+    predicted_output_tokens: what the dispatch rule believes each request's output length is (None: the
+    true lengths)."""
     if not plan.get("replicas"):
         raise CostModelError("the plan has no replicas; make one with `tamer plan`")
     slo = Slo(**plan["slo"])
@@ -115,12 +122,14 @@ def simulate(plan: dict, workload: Workload, options: SimOptions = SimOptions(),
     slots_down = {id(entry): 0 for entry in plan["replicas"]}
 
     def replace(entry: dict, now: float) -> None:
-        """Refill an interrupted spot slot: spot if it can be had; else on demand once the pool has lost more
-        instances than its spare ones (SkyServe's fallback); else try spot again later."""
+        """Refill an interrupted spot slot: spot if it can be had; else on demand unless the pool keeps a spare
+        beyond the ones it has lost (SkyServe's fallback, holding the last spare in reserve: a pool that rode
+        out one interruption on its only spare while spot was away lost everything to a second one); else try
+        spot again later."""
         delay = options.spot.replacement_delay_s(get_model(entry["model"]).weight_bytes)
         if _spot_available(entry, now, options, rng):
             launch(entry, "spot", now, now + delay)
-        elif slots_down[id(entry)] > spare:
+        elif slots_down[id(entry)] >= spare:
             new = launch(entry, "ondemand", now, now + delay)
             new.is_fallback = True
             push(now + options.spot_retry_s, RETRY, new)
@@ -141,23 +150,27 @@ def simulate(plan: dict, workload: Workload, options: SimOptions = SimOptions(),
     requeued = 0
     finished: list = []
 
+    rule = create_rule(options.dispatch)
+    predicted = workload.output_tokens if predicted_output_tokens is None else np.asarray(predicted_output_tokens)
+    if len(predicted) != len(workload):
+        raise CostModelError(f"predicted_output_tokens has {len(predicted)} entries for {len(workload)} requests")
+
+    def remaining(s: Seq) -> float:
+        return max(float(predicted[s.req]) - s.done_before, 0.0)
+
     def dispatch(seq: Seq, now: float) -> bool:
+        """Offer the rule the replicas that can take seq (those the plan gives its bucket first)."""
         b = req_bucket[seq.req]
-        best, best_score = None, None
-        for preferred in (True, False):
-            for rep in replicas:
-                if not rep.accepting or not rep.fits(seq):
-                    continue
-                share = rep.instance.entry["bucket_share"].get(str(b), 0.0) if b is not None else 1.0
-                if preferred and share <= 0:
-                    continue
-                score = (rep.num_outstanding + 1) / cap_of[(id(rep), b if b is not None else 0)]
-                if best_score is None or score < best_score:
-                    best, best_score = rep, score
-            if best is not None:
-                break
-        if best is None:
+        offered = [rep for rep in replicas if rep.accepting and rep.fits(seq)]
+        preferred = [rep for rep in offered
+                     if b is None or rep.instance.entry["bucket_share"].get(str(b), 0.0) > 0]
+        pool = preferred or offered
+        if not pool:
             return False
+        loads = [ReplicaLoad(rep.num_outstanding,
+                             _predicted_work_tokens(rep, now, remaining) if rule.uses_predicted_work else 0.0,
+                             cap_of[(id(rep), b if b is not None else 0)]) for rep in pool]
+        best = pool[rule.choose(loads, seq.prompt_tokens + remaining(seq))]
         best.waiting.append(seq)
         wake(best, now)
         return True
@@ -258,6 +271,17 @@ def simulate(plan: dict, workload: Workload, options: SimOptions = SimOptions(),
                                "ttft_p99_s": _pct(ttft[served_by == k], 0.99)}
                          for k, key in enumerate(entry_keys)}
     return out
+
+
+def _predicted_work_tokens(rep: Replica, now: float, remaining: Callable[[Seq], float]) -> float:
+    """Prompt tokens still to prefill + predicted output tokens still to generate, over rep's requests."""
+    work = sum(s.prompt_tokens - s.prefilled + remaining(s) for s in rep.waiting)
+    work += sum(s.prompt_tokens - s.prefilled + remaining(s) for s, _ in rep.prefill_batch)
+    steps = rep.steps_done
+    if rep.prefill_end_s is None and rep.running and rep.dt_s > 0:
+        steps += (now - rep.t_last) / rep.dt_s
+    work += sum(max(remaining(s) - (steps - s.decode_start_step), 0.0) for _, _, s in rep.running)
+    return work
 
 
 def _pct(a: np.ndarray, q: float) -> float:
