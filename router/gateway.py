@@ -38,6 +38,7 @@ class Gateway:
         self.service = RequestService(
             deployments=cfg.deployments, queue=self.queue, predictor=self._predictor(),
             default_policy=cfg.routing.default_policy, request_timeout_s=cfg.server.request_timeout_s,
+            routing=cfg.routing,
         )
         if cfg.queue.runs_embedded_worker:
             self.backends, self.failed_deployments = await start_backends(cfg.deployments)

@@ -100,7 +100,6 @@ def create_app(config: GatewayConfig, gateway: Gateway | None = None) -> FastAPI
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         await gateway.start()
-        gateway.service.configure(config.routing)
         gateway.service.feedback_listeners.append(metrics.observe_output_length)
         yield
         await gateway.stop()
