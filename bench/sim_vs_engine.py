@@ -1,7 +1,7 @@
 """Benchmark: the simulator against the real engine on this CPU, on the same scaled trace, in one process run.
 
-    python bench/sim_vs_engine.py [--data ../shared/data/cloud] [--rate 0.3] [--duration-s 150] [--threads 1]
-    python bench/sim_vs_engine.py --quick      # a smoke run: quick profile, 30 s of trace
+    python bench/sim_vs_engine.py [--data ../shared/data/cloud] [--rate 0.8] [--duration-s 150] [--threads 1]
+    python bench/sim_vs_engine.py --quick      # a smoke run: quick profile, 30 s of trace, a burst of 8
 
 1. Profile: `tamer profile`'s measurement of the local engine (bundled SmolLM2-135M, fp32) on this machine:
    peak bandwidth and matmul rate, a grid of real engine steps, efficiencies fitted to them. Written to
@@ -14,12 +14,15 @@
    trace's output length.
 4. Simulator: the same trace through cost_model.simulate on one "cpu" replica with the engine's limits
    (max_num_seqs, tokens per step), no spot.
+5. Burst: the next --burst-requests requests of the trace all arriving at once, on the engine and through the
+   simulator: at the trace's rate the output throughput only follows the arrivals, here it is the capacity.
 Prints measured against simulated output throughput (output tokens / time from the first arrival to the
 last completion), TTFT p50 / p99, TPOT p50 and mean end-to-end latency, and the relative errors;
 
-    sim_vs_engine_error = mean of |simulated / measured - 1| over output throughput, TTFT p50 and mean latency.
+    sim_vs_engine_error = mean of |simulated / measured - 1| over the trace replay's TTFT p50 and mean latency
+                          and the burst's output throughput.
 
-Also: the profile's error on every step the replay ran (replay_step_mape_pct) and the machine's load.
+Also: the profile's error on every step the engine ran (engine_step_mape_pct) and the machine's load.
 Writes bench/results/sim_vs_engine.json.
 """
 
@@ -42,7 +45,7 @@ import numpy as np  # noqa: E402
 
 from cost_model.workload import Workload, bucketize, read_trace  # noqa: E402
 
-ERROR_METRICS = ("output_tokens_per_s", "ttft_p50_s", "latency_mean_s")
+ERROR_METRICS = (("replay", "ttft_p50_s"), ("replay", "latency_mean_s"), ("burst", "output_tokens_per_s"))
 
 
 def scaled_trace(trace: Workload, rate_req_per_s: float, start_s: float, duration_s: float, input_scale: float,
@@ -50,12 +53,28 @@ def scaled_trace(trace: Workload, rate_req_per_s: float, start_s: float, duratio
     """The trace compressed to rate_req_per_s, duration_s of it from start_s, lengths scaled and capped."""
     fast = trace.rescaled(rate_req_per_s=rate_req_per_s)
     keep = (fast.arrival_s >= start_s) & (fast.arrival_s < start_s + duration_s)
+    return _scaled(fast, keep, input_scale, output_scale, max_input_tokens, max_output_tokens)
+
+
+def burst_after(trace: Workload, rate_req_per_s: float, start_s: float, num_requests: int, input_scale: float,
+                output_scale: float, max_input_tokens: int, max_output_tokens: int) -> Workload:
+    """The num_requests requests that follow the window from start_s (same scaling), all arriving at 0."""
+    fast = trace.rescaled(rate_req_per_s=rate_req_per_s)
+    first = int(np.searchsorted(fast.arrival_s, start_s))
+    keep = np.zeros(len(fast), dtype=bool)
+    keep[first:first + num_requests] = True
+    w = _scaled(fast, keep, input_scale, output_scale, max_input_tokens, max_output_tokens)
+    return Workload(np.zeros(len(w)), w.input_tokens, w.output_tokens, None, f"{len(w)} requests at once")
+
+
+def _scaled(fast: Workload, keep: np.ndarray, input_scale: float, output_scale: float, max_input_tokens: int,
+            max_output_tokens: int) -> Workload:
     if not keep.any():
-        raise SystemExit(f"no requests in [{start_s}, {start_s + duration_s}) s of the trace at {rate_req_per_s} req/s")
+        raise SystemExit(f"no requests of {fast.name} in that window; choose another --start-s / --duration-s")
     inp = np.clip(np.round(fast.input_tokens[keep] * input_scale), 1, max_input_tokens).astype(np.int64)
     out = np.clip(np.round(fast.output_tokens[keep] * output_scale), 1, max_output_tokens).astype(np.int64)
-    return Workload(fast.arrival_s[keep] - fast.arrival_s[keep][0], inp, out, None, f"{trace.name} at {rate_req_per_s:g} req/s, lengths "
-                    f"x{input_scale:g} / x{output_scale:g}")
+    return Workload(fast.arrival_s[keep] - fast.arrival_s[keep][0], inp, out, None,
+                    f"{fast.name}, lengths x{input_scale:g} / x{output_scale:g}")
 
 
 def latency_stats(arrival_s, first_token_s, finish_s, output_tokens) -> dict:
@@ -144,20 +163,21 @@ def relative_errors(measured: dict, simulated: dict) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "cloud")
-    parser.add_argument("--rate", type=float, default=0.3, help="req/s of the compressed trace")
-    parser.add_argument("--start-s", type=float, default=300.0, help="where the replayed window starts (s, at --rate)")
+    parser.add_argument("--rate", type=float, default=0.8, help="req/s of the compressed trace")
+    parser.add_argument("--start-s", type=float, default=600.0, help="where the replayed window starts (s, at --rate)")
     parser.add_argument("--duration-s", type=float, default=150.0, help="seconds of trace to replay")
     parser.add_argument("--input-scale", type=float, default=1 / 16)
     parser.add_argument("--output-scale", type=float, default=1 / 8)
     parser.add_argument("--max-input-tokens", type=int, default=384)
     parser.add_argument("--max-output-tokens", type=int, default=96)
+    parser.add_argument("--burst-requests", type=int, default=48, help="requests of the burst (all at once)")
     parser.add_argument("--max-num-seqs", type=int, default=32)
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (1: steady on a shared machine)")
     parser.add_argument("--quick", action="store_true", help="quick profile and 30 s of trace")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "sim_vs_engine.json")
     args = parser.parse_args()
     if args.quick:
-        args.duration_s = 30.0
+        args.duration_s, args.burst_requests = 30.0, 8
 
     import torch
 
@@ -184,48 +204,58 @@ def main() -> None:
     print(f"wrote {path}; replaying {len(workload)} requests on the engine in real time", flush=True)
     load_replay = load_avg_1m()
     measured, steps = replay_engine(engine, workload)
+    burst = burst_after(trace, args.rate, args.start_s + args.duration_s, args.burst_requests, args.input_scale,
+                        args.output_scale, args.max_input_tokens, args.max_output_tokens)
+    print(f"replaying a burst of {len(burst)} requests arriving at once", flush=True)
+    burst_measured, burst_steps = replay_engine(engine, burst, seed=1)
     load_end = load_avg_1m()
-    simulated = simulate_cpu(workload, args.max_num_seqs, engine.engine_config.max_num_batched_tokens)
-    errors = relative_errors(measured, simulated)
-    error = statistics.fmean(abs(errors[k]) for k in ERROR_METRICS)
+    batched = engine.engine_config.max_num_batched_tokens
+    runs = {"replay": (measured, simulate_cpu(workload, args.max_num_seqs, batched)),
+            "burst": (burst_measured, simulate_cpu(burst, args.max_num_seqs, batched))}
+    errors = {name: relative_errors(m, sim) for name, (m, sim) in runs.items()}
+    error = statistics.fmean(abs(errors[run][key]) for run, key in ERROR_METRICS)
     perf = profile.perf()
+    steps += burst_steps
     replay_mape = step_mape_pct(perf, steps)
     busy_measured = sum(s.step_s for s in steps)
     busy_predicted = float(predict_step_s(perf, steps).sum())
 
-    print(f"\n{'':<22} {'engine':>9} {'simulator':>9} {'error':>7}")
-    for key, label, scale in (("output_tokens_per_s", "output tok/s", 1), ("ttft_p50_s", "TTFT p50 ms", 1e3),
-                              ("ttft_p99_s", "TTFT p99 ms", 1e3), ("tpot_p50_s", "TPOT p50 ms", 1e3),
-                              ("latency_mean_s", "mean latency ms", 1e3)):
-        print(f"{label:<22} {measured[key] * scale:>9.1f} {simulated[key] * scale:>9.1f} {errors[key] * 100:>6.1f}%")
-    print(f"busy time of the replay's {len(steps)} steps: measured {busy_measured:.1f} s, profile predicts "
+    for name, (m, sim) in runs.items():
+        print(f"\n{name:<22} {'engine':>9} {'simulator':>9} {'error':>7}")
+        for key, label, scale in (("output_tokens_per_s", "output tok/s", 1), ("ttft_p50_s", "TTFT p50 ms", 1e3),
+                                  ("ttft_p99_s", "TTFT p99 ms", 1e3), ("tpot_p50_s", "TPOT p50 ms", 1e3),
+                                  ("latency_mean_s", "mean latency ms", 1e3)):
+            print(f"{label:<22} {m[key] * scale:>9.1f} {sim[key] * scale:>9.1f} {errors[name][key] * 100:>6.1f}%")
+    print(f"\nbusy time of the {len(steps)} engine steps: measured {busy_measured:.1f} s, profile predicts "
           f"{busy_predicted:.1f} s; per-step error {replay_mape:.1f}%")
     by_kind = busy_by_kind(perf, steps)
     print("  " + "; ".join(f"{kind}: {v['steps']} steps, measured {v['measured_s']:.1f} s, predicted "
                            f"{v['predicted_s']:.1f} s" for kind, v in by_kind.items()))
-    print(f"sim_vs_engine_error (mean |error| of throughput, TTFT p50, mean latency): {error * 100:.1f}%")
+    print(f"sim_vs_engine_error (mean |error| of replay TTFT p50, replay mean latency, burst throughput): "
+          f"{error * 100:.1f}%")
     print(f"load average (1 min): {load_start:.2f} at the start, {load_replay:.2f} before the replay, "
           f"{load_end:.2f} at the end")
+    keys = ("output_tokens_per_s", "duration_s", "ttft_p50_s", "ttft_p99_s", "tpot_p50_s", "latency_mean_s", "completed")
     result = {
         "benchmark": "sim_vs_engine",
         "sim_vs_engine_error": error,
-        "error_definition": "mean of |simulated / measured - 1| over " + ", ".join(ERROR_METRICS),
+        "error_definition": "mean of |simulated / measured - 1| over " + ", ".join(f"{r} {k}" for r, k in ERROR_METRICS),
         "relative_errors": errors,
-        "measured": measured,
-        "simulated": {k: simulated[k] for k in ("output_tokens_per_s", "duration_s", "ttft_p50_s", "ttft_p99_s",
-                                                 "tpot_p50_s", "latency_mean_s", "completed") if k in simulated},
+        "measured": {name: m for name, (m, _) in runs.items()},
+        "simulated": {name: {k: sim[k] for k in keys if k in sim} for name, (_, sim) in runs.items()},
         "trace": {"name": workload.name, "num_requests": len(workload), "start_s": args.start_s,
-                  "duration_s": args.duration_s,
-                  "rate_req_per_s": args.rate, "input_tokens_mean": float(workload.input_tokens.mean()),
+                  "duration_s": args.duration_s, "rate_req_per_s": args.rate,
+                  "input_tokens_mean": float(workload.input_tokens.mean()),
                   "output_tokens_mean": float(workload.output_tokens.mean()),
-                  "max_input_tokens": args.max_input_tokens, "max_output_tokens": args.max_output_tokens},
-        "engine": {"max_num_seqs": args.max_num_seqs,
-                   "max_num_batched_tokens": engine.engine_config.max_num_batched_tokens,
+                  "max_input_tokens": args.max_input_tokens, "max_output_tokens": args.max_output_tokens,
+                  "burst_requests": len(burst), "burst_input_tokens_mean": float(burst.input_tokens.mean()),
+                  "burst_output_tokens_mean": float(burst.output_tokens.mean())},
+        "engine": {"max_num_seqs": args.max_num_seqs, "max_num_batched_tokens": batched,
                    "threads": torch.get_num_threads(), "prefix_caching": False},
         "profile": {"efficiency": profile.to_json()["efficiency"], "spec": profile.to_json()["spec"],
                     "fit": profile.extra["fit"], "points": profile.extra["points"]},
-        "replay_steps": len(steps), "replay_busy_s": {"measured": busy_measured, "predicted": busy_predicted},
-        "replay_step_mape_pct": replay_mape, "replay_busy_by_kind": by_kind,
+        "engine_steps": len(steps), "engine_busy_s": {"measured": busy_measured, "predicted": busy_predicted},
+        "engine_step_mape_pct": replay_mape, "engine_busy_by_kind": by_kind,
         "load_avg_1m": {"start": load_start, "before_replay": load_replay, "end": load_end},
         "cpus": os.cpu_count(), "quick": args.quick,
     }

@@ -6,19 +6,24 @@ requests (each prefill(I)) pause decoding. At a steady arrival rate X per replic
     X = B / (O * step(B) + B * prefill(I))        (Little's law with prefill pauses)
     TPOT = step(B) + B * prefill(I) / O            (mean time per output token, pauses included)
 
-Prefills run in chunks sized so that one mixed step stays within half the TPOT target
-(prefill_chunk_tokens). The largest B with TPOT <= tpot_budget_frac * SLO (and B * (I + O) tokens of KV cache fitting) gives the
-capacity, times max_utilization to leave room for bursts. A bucket whose p99 prompt takes longer than
-ttft_budget_frac * SLO to prefill, or whose p99 request does not fit the KV cache or the context window,
-gets capacity 0 on that replica.
+Prefills run in chunks sized so that one mixed step stays within the TPOT budget (prefill_chunk_tokens):
+TPOT is a request's mean time per token, and the formula above already charges it the prefill pauses. The
+largest B with TPOT <= tpot_budget_frac * SLO (and B * (I + O) tokens of KV cache fitting) gives the capacity,
+times max_utilization to leave room for bursts; and no more than prompts can queue for prefill with the p99
+prompt still inside the TTFT target (prefill_queue_req_per_s: a replica whose p99 prefill nearly fills the
+target has no room to queue). A bucket whose p99 prompt takes longer than ttft_budget_frac * SLO to prefill,
+or whose p99 request does not fit the KV cache or the context window, gets capacity 0 on that replica.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from cost_model.perf import PerfModel
 from cost_model.workload import Bucket
+
+P99_OVER_MEAN_WAIT = math.log(100)  # an exponential tail: the p99 queueing delay is ln(100) times the mean
 
 
 @dataclass(frozen=True)
@@ -55,9 +60,10 @@ class Knobs:
 
 
 def prefill_chunk_tokens(perf: PerfModel, slo: Slo, knobs: Knobs = Knobs()) -> int:
-    """Prompt tokens per step (chunked prefill) such that a mixed step stays within half the TPOT target, so
-    prefills do not stall decoding past the SLO (Sarathi-Serve's budget); between 128 and 8192."""
-    budget_s = slo.tpot_p99_s * knobs.tpot_budget_frac / 2
+    """Prompt tokens per step (chunked prefill) such that a mixed step stays within the TPOT budget, so no step
+    stalls decoding past the SLO (Sarathi-Serve's budget); between 128 and 8192. (Half the budget made chunks so
+    small that reading the weights once per chunk kept a 4k-token prompt from 1-GPU L40S / A10G replicas.)"""
+    budget_s = slo.tpot_p99_s * knobs.tpot_budget_frac
     chunk = 8192
     while chunk > 128 and perf.step_s(chunk, chunk * chunk, 16, 16 * 2000) > budget_s:
         chunk //= 2
@@ -110,7 +116,20 @@ def replica_capacity_req_per_s(perf: PerfModel, bucket: Bucket, slo: Slo, knobs:
             hi = mid - 1
     if lo == 0:
         return 0.0
-    return knobs.max_utilization * lo / (out * perf.decode_step_s(lo, ctx) + lo * prefill_s)
+    tpot_bound = knobs.max_utilization * lo / (out * perf.decode_step_s(lo, ctx) + lo * prefill_s)
+    prefill_p99_s = chunked_prefill_s(perf, bucket.input_tokens_p99, prefill_chunk_tokens(perf, slo, knobs))
+    return min(tpot_bound, prefill_queue_req_per_s(prefill_s, prefill_p99_s, slo.ttft_p99_s))
+
+
+def prefill_queue_req_per_s(prefill_mean_s: float, prefill_p99_s: float, ttft_p99_s: float) -> float:
+    """Largest arrival rate at which prompts queued one behind another (M/D/1, service prefill_mean_s) still
+    leave the p99 prompt its prefill time within the TTFT target:
+        p99 wait ~ ln(100) * rho * S / (2 * (1 - rho)) <= ttft_p99_s - prefill_p99_s,   rate = rho / S."""
+    slack_s = ttft_p99_s - prefill_p99_s
+    if slack_s <= 0 or prefill_mean_s <= 0:
+        return 0.0 if slack_s <= 0 else float("inf")
+    k = 2 * slack_s / (P99_OVER_MEAN_WAIT * prefill_mean_s)
+    return k / (1 + k) / prefill_mean_s
 
 
 def roofline_output_tokens_per_s(perf: PerfModel, input_tokens: float, output_tokens: float) -> float:

@@ -9,16 +9,17 @@ it cannot, or where the bucket's tier forbids the model). The rarest buckets, to
 best_effort_share (< 1 - attainment) of requests, are sized without the TTFT target. n_c counts instances.
 
 Variables: n_c >= 0 integer (replicas), x_cb in [0, 1] (share of bucket b sent to c, only where cap_cb > 0),
-y_c in {0, 1} for spot candidates (the pool is used).
+y_c in {0, 1} (the pool is used).
 
     minimize    sum_c p_c * n_c
     subject to  sum_c x_cb = 1                                       for every bucket b   (all load served)
-                sum_b x_cb * lam_b / cap_cb <= a_c * (n_c - s * y_c)  for every c          (capacity)
+                sum_b x_cb * lam_b / cap_cb <= a_c * (n_c - s_c * y_c)  for every c        (capacity)
                 sum_{c spot} x_cb <= r                               for every bucket b   (risk: on-demand share)
-                n_c <= N_max * y_c                                   for every spot c     (pool size)
+                n_c <= N_max * y_c                                   for every c          (pool size)
 
-a_c = 1 on demand, the spot model's availability for spot (interruptions x replacement delay); s = spare spot
-replicas kept per pool against preemption (headroom); r = risk tolerance (share of each bucket spot may carry;
+a_c = 1 on demand, the spot model's availability for spot (interruptions x replacement delay); s_c = spare spot
+replicas kept per spot pool against preemption, or ondemand_headroom_replicas (0 by default) per on-demand pool
+against the bursts it alone absorbs; r = risk tolerance (share of each bucket spot may carry;
 1 by default: as in SkyServe, an interrupted spot instance is replaced on demand until spot returns).
 """
 
@@ -51,6 +52,7 @@ class PlanRequest:
     markets: tuple[str, ...] = MARKETS
     risk_tolerance: float = 1.0
     spare_spot_replicas: int = 1
+    ondemand_headroom_replicas: float = 0.0  # slack an on-demand pool keeps against the bursts it alone absorbs
     max_replicas_per_pool: int = 64
     instance_types: tuple[str, ...] | None = None
     tier_models: dict[str, tuple[str, ...]] = field(default_factory=dict)
@@ -70,8 +72,9 @@ class PlanRequest:
         if not 0 <= self.best_effort_share < 1 - self.slo.attainment + 1e-12:
             raise ValueError(f"best_effort_share must be in [0, 1 - attainment = {1 - self.slo.attainment:g}), "
                              f"got {self.best_effort_share}")
-        if self.spare_spot_replicas < 0:
-            raise ValueError(f"spare_spot_replicas must be >= 0, got {self.spare_spot_replicas}")
+        if self.spare_spot_replicas < 0 or self.ondemand_headroom_replicas < 0:
+            raise ValueError(f"spare_spot_replicas and ondemand_headroom_replicas must be >= 0, got "
+                             f"{self.spare_spot_replicas}, {self.ondemand_headroom_replicas}")
 
 
 @dataclass(frozen=True)
@@ -189,10 +192,9 @@ def solve(cands: list[Candidate], buckets: list[Bucket], cap: np.ndarray, req: P
 
     num_c, num_b = cap.shape
     spot = [i for i, c in enumerate(cands) if c.market == "spot"]
-    y_of = {c: num_c + k for k, c in enumerate(spot)}
     rates = np.array([b.rate_req_per_s for b in buckets])
     pairs = [(i, j) for i in range(num_c) for j in range(num_b) if cap[i, j] > 0 and rates[j] > 0]
-    x0 = num_c + len(spot)
+    x0 = 2 * num_c  # n_c, then y_c, then the shares
     nvar = x0 + len(pairs)
     row_bucket, row_cap, row_risk, row_pool = 0, num_b, num_b + num_c, 2 * num_b + num_c
     ri, ci, val = [], [], []
@@ -208,16 +210,15 @@ def solve(cands: list[Candidate], buckets: list[Bucket], cap: np.ndarray, req: P
         if cands[i].market == "spot":
             put(row_risk + j, x0 + k, 1.0)                            # spot share of b <= r
     for i, c in enumerate(cands):
+        spare = req.spare_spot_replicas if c.market == "spot" else req.ondemand_headroom_replicas
         put(row_cap + i, i, -c.availability)                          # - a_c n_c
-        if i in y_of:
-            put(row_cap + i, y_of[i], c.availability * req.spare_spot_replicas)  # + a_c s y_c
-    for k, i in enumerate(spot):
-        put(row_pool + k, i, 1.0)                                     # n_c - N_max y_c <= 0
-        put(row_pool + k, y_of[i], -float(req.max_replicas_per_pool))
-    num_rows = row_pool + len(spot)
+        put(row_cap + i, num_c + i, c.availability * spare)           # + a_c s_c y_c
+        put(row_pool + i, i, 1.0)                                     # n_c - N_max y_c <= 0
+        put(row_pool + i, num_c + i, -float(req.max_replicas_per_pool))
+    num_rows = row_pool + num_c
     served = (rates > 0).astype(float)
-    lb = np.concatenate([served, np.full(num_c + num_b + len(spot), -np.inf)])
-    ub = np.concatenate([served, np.zeros(num_c), np.full(num_b, req.risk_tolerance), np.zeros(len(spot))])
+    lb = np.concatenate([served, np.full(2 * num_c + num_b, -np.inf)])
+    ub = np.concatenate([served, np.zeros(num_c), np.full(num_b, req.risk_tolerance), np.zeros(num_c)])
     matrix = coo_matrix((val, (ri, ci)), shape=(num_rows, nvar)).tocsr()
     cost = np.zeros(nvar)
     cost[:num_c] = [c.price_usd_per_hour for c in cands]

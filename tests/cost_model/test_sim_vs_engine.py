@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench.sim_vs_engine import latency_stats, relative_errors, scaled_trace, simulate_cpu
+from bench.sim_vs_engine import burst_after, latency_stats, relative_errors, scaled_trace, simulate_cpu
 from cost_model.workload import Workload, read_trace
 
 FIX = Path(__file__).parent / "fixtures"
@@ -19,6 +19,8 @@ def test_scaled_trace_keeps_the_window_and_caps_lengths():
     assert len(w) < len(trace)
     with pytest.raises(SystemExit):
         scaled_trace(trace, 0.5, 1e6, 10.0, 1, 1, 10, 10)
+    burst = burst_after(trace, 0.5, 50.0, 5, 1 / 16, 1 / 8, 64, 16)
+    assert len(burst) == 5 and not burst.arrival_s.any() and burst.output_tokens.max() <= 16
 
 
 def test_latency_stats():
