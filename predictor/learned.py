@@ -28,6 +28,13 @@ BUNDLED_MODEL_CARDS = ARTIFACTS_DIR / "bundled_model_cards.json"
 TOKENS_PER_MESSAGE = 4  # chat-template overhead per message
 
 
+def shipped_cards(bundle_dir: Path = DEFAULT_BUNDLE_DIR) -> dict[str, ModelCard]:
+    """The cards that ship with tamer: the bundle's (training data) and the bundled local model's."""
+    cards = load_cards(Path(bundle_dir) / "model_cards.json")
+    cards.update(load_cards(BUNDLED_MODEL_CARDS))
+    return cards
+
+
 class LearnedPredictor:
     name = "learned"
 

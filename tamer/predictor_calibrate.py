@@ -156,7 +156,11 @@ def calibrate(
         existing = load_cards(cards_file).get(spec.model)
     except ValueError as err:
         raise _fail(f"{err}; fix or remove it, or pass --cards FILE") from None
-    if strength is None:
+    if existing is None:
+        from predictor.learned import shipped_cards
+
+        existing = shipped_cards().get(spec.model)
+    if strength is None:  # keep what is known of the model's strength: a calibration measures only lengths
         strength = existing.strength if existing is not None else DEFAULT_STRENGTH
     if concurrency is not None and spec.backend == "local":
         spec = dataclasses.replace(spec, max_concurrency=concurrency)  # the engine batches this many sequences

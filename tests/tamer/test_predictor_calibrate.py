@@ -10,6 +10,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
+from predictor.calibration import CALIBRATION_FILE
 from predictor.model_card import card_from_lengths, load_cards, upsert_card
 from tamer.config import load_settings
 from tamer.predictor_calibrate import calibrate
@@ -49,7 +50,9 @@ def test_calibrates_the_bundled_model_into_the_configured_card_file(tmp_path):
     result = invoke("--config", config, "--deployment", "local", "--prompts", "4", "--max-tokens", "16")
     assert result.exit_code == 0, result.output
     card = load_cards(cards)[MODEL]
-    assert card.source == "calibrated" and card.calibration_prompts == 4 and card.strength == 0.2
+    shipped = load_cards(CALIBRATION_FILE.parent / "bundled_model_cards.json")[MODEL]
+    assert card.source == "calibrated" and card.calibration_prompts == 4
+    assert card.strength == shipped.strength  # a calibration measures lengths; the strength prior is kept
     assert 0 < card.output_log2_mean <= math.log2(1 + 16)  # every answer is capped at 16 tokens
     assert f"model card for {MODEL}" in result.output and "truncated" in result.output
     assert str(cards) in result.output
@@ -132,7 +135,6 @@ def test_bad_settings_file_exits_2(tmp_path):
 
 def test_the_shipped_bundled_card_file_is_a_card_file_for_the_bundled_model():
     from backends.deployment import bundled_deployment
-    from predictor.calibration import CALIBRATION_FILE
 
     shipped = CALIBRATION_FILE.parent / "bundled_model_cards.json"
     cards = load_cards(shipped)
