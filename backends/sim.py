@@ -78,6 +78,8 @@ def request_seed(request: GenerationRequest) -> int:
 
 def sim_tokens(request: GenerationRequest, count: int) -> list[int]:
     """The first `count` token ids this request streams."""
+    if count <= 0:
+        return []
     rng = random.Random(request_seed(request))
     return [rng.randrange(VOCAB_SIZE) for _ in range(count)]
 
