@@ -10,6 +10,7 @@ makes the device usable as `gpu: cpu` in plans and the simulator.
 from __future__ import annotations
 
 import datetime
+import math
 import os
 import platform
 import random
@@ -22,8 +23,8 @@ import typer
 
 CATALOG_MODEL = "smollm2-135m"  # the bundled engine model's row in cost_model/data/models.csv
 PREFILL_LENGTHS = (16, 64, 128, 256, 512)
-DECODE_POINTS = tuple((b, 64) for b in (1, 2, 3, 4, 6, 8, 12, 16, 24, 32)) + \
-    ((1, 1024), (4, 512), (16, 256))  # (batch size, context tokens)
+DECODE_POINTS = tuple((b, 128) for b in (1, 2, 3, 4, 6, 8, 12)) + \
+    ((16, 256), (24, 256), (32, 256), (1, 1024), (4, 512))  # (batch size, mean context tokens)
 QUICK_PREFILL_LENGTHS = (32, 256)
 QUICK_DECODE_POINTS = ((1, 64), (2, 64), (3, 64), (4, 64), (16, 64))
 
@@ -61,11 +62,11 @@ def random_prompt(rng: random.Random, num_tokens: int, vocab_size: int) -> list[
     return [rng.randrange(100, vocab_size) for _ in range(num_tokens)]
 
 
-def measure_steps(engine, prefill_lengths, decode_points, decode_steps: int, seed: int = 0,
+def measure_steps(engine, prefill_lengths, decode_points, decode_steps: int, seed: int = 0, passes: int = 1,
                   report: Callable[[str], None] = lambda line: None) -> tuple[list, list[dict]]:
-    """Step samples and a summary per point: each prompt length alone (prefill, twice), then each (batch,
-    context) point prefilled together and decoded for decode_steps steps; every step of the runs is a sample
-    (after one unrecorded warm-up request)."""
+    """Step samples and a summary per point: each prompt length alone (prefill, twice), then each (batch, mean
+    context) point prefilled together and decoded for decode_steps steps, the whole grid `passes` times; every
+    step of the runs is a sample (after one unrecorded warm-up request)."""
     from backends.engine.sampling_params import SamplingParams
     from cost_model.device_profile import StepSample
 
@@ -79,9 +80,15 @@ def measure_steps(engine, prefill_lengths, decode_points, decode_steps: int, see
     summary: list[dict] = []
     runs = [(1, length, 1) for length in prefill_lengths for _ in range(2)] + \
         [(b, c, decode_steps) for b, c in decode_points]
-    for k, (batch, context, max_tokens) in enumerate(runs):
-        for i in range(batch):
-            engine.add_request(f"profile-{k}-{i}", random_prompt(rng, context, vocab),
+    runs = [run for _ in range(passes) for run in runs]  # each point again later: the machine's speed drifts
+    budget = engine.engine_config.max_num_batched_tokens
+    for k, (batch, context, decode) in enumerate(runs):
+        # the first prompts start decoding while the last are prefilled: generate long enough that all `batch`
+        # sequences then decode together for `decode` steps
+        max_tokens = 1 if decode == 1 else decode + math.ceil(batch * context * 1.5 / budget) + 1
+        for i in range(batch):  # a batch's contexts spread over [c/2, 3c/2], as real traffic's do
+            length = context if batch == 1 else round(context * (0.5 + i / (batch - 1)))
+            engine.add_request(f"profile-{k}-{i}", random_prompt(rng, length, vocab),
                                SamplingParams(max_tokens=max_tokens, temperature=0.0, ignore_eos=True))
         times = []
         while engine.has_unfinished():
@@ -89,7 +96,7 @@ def measure_steps(engine, prefill_lengths, decode_points, decode_steps: int, see
             if comp is not None and comp[0] + comp[2] > 0:
                 samples.append(StepSample(*comp, step_s))
                 times.append((comp, step_s))
-        if max_tokens == 1:
+        if decode == 1:
             summary.append({"kind": "prefill", "tokens": context, "step_ms": times[0][1] * 1e3})
             report(f"prefill {context} tokens: {times[0][1] * 1e3:.0f} ms")
         else:
@@ -163,7 +170,8 @@ def profile_engine(engine, name: str = "cpu", quick: bool = False,
     report(f"peak: {bandwidth:.1f} GB/s copy, {tflops * 1e3:.1f} GFLOP/s {dtype} matmul")
     prefill_lengths, decode_points = (QUICK_PREFILL_LENGTHS, QUICK_DECODE_POINTS) if quick else \
         (PREFILL_LENGTHS, DECODE_POINTS)
-    samples, points = measure_steps(engine, prefill_lengths, decode_points, 6 if quick else 10, report=report)
+    samples, points = measure_steps(engine, prefill_lengths, decode_points, 6 if quick else 10,
+                                    passes=1 if quick else 2, report=report)
     kv_tokens = engine.cache.num_blocks * engine.cache.block_size
     extra = {
         "measured_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -185,7 +193,8 @@ def profile(
     out: Optional[Path] = typer.Option(None, "--out", help="Where to write the profile (default: the shipped "
                                        "cost_model/data/<name>_profile.json, which plans and the simulator read)."),
     name: str = typer.Option("cpu", "--name", help="Device name to use in plans (gpu: <name>)."),
-    quick: bool = typer.Option(False, "--quick", help="A small grid (under a minute on 2 CPU cores)."),
+    quick: bool = typer.Option(False, "--quick", help="A small grid, once (under a minute on 2 CPU cores; the full "
+                               "grid, twice, takes about 3 minutes)."),
     device: str = typer.Option("cpu", "--device", help="Torch device of the engine."),
     kv_cache_gib: float = typer.Option(1.0, "--kv-cache-gib", min=0.01, help="KV-cache memory of the engine."),
     max_num_seqs: int = typer.Option(64, "--max-num-seqs", min=1),
