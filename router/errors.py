@@ -12,6 +12,10 @@ class ModelNotFoundError(TamerError):
     status, error_type, code, param = 404, "invalid_request_error", "model_not_found", "model"
 
 
+class DeploymentNotFoundError(TamerError):
+    status, error_type, code, param = 404, "invalid_request_error", "deployment_not_found", "deployment"
+
+
 class RequestTooLargeError(TamerError):
     status, error_type, code = 413, "invalid_request_error", "request_too_large"
 

@@ -22,6 +22,7 @@ from router.api.metrics import Metrics
 from router.api.streaming import collect_or_cancel, stream_chat, stream_completion
 from router.api.schemas import ChatCompletionRequest, CompletionRequest
 from router.config import GatewayConfig
+from router.errors import DeploymentNotFoundError
 from router.gateway import Gateway
 from router.policies.base import RouteTargets
 from router.service import RoutedStream
@@ -152,6 +153,16 @@ def create_app(config: GatewayConfig, gateway: Gateway | None = None) -> FastAPI
     async def cluster_load(request: Request) -> dict[str, Any]:
         check_auth(request, api_keys)
         return load_body(await read_load(gateway.queue, deployment_names), config.queue.kind)
+
+    @app.post("/v1/tamer/deployments/{deployment}/interruption")
+    async def interruption_notice(request: Request, deployment: str) -> dict[str, Any]:
+        """A spot interruption notice (or an operator's drain): route no new work to `deployment` for a while;
+        its running jobs finish, and fail-over covers those that cannot."""
+        check_auth(request, api_keys)
+        if deployment not in deployment_names:
+            raise DeploymentNotFoundError(f"no deployment {deployment!r}; deployments: {sorted(deployment_names)}")
+        gateway.service.notice_interruption(deployment)
+        return {"deployment": deployment, "draining_s": gateway.service.health.drain_s}
 
     @app.get("/v1/models")
     async def models(request: Request) -> dict[str, Any]:
