@@ -146,6 +146,8 @@ def fit_heads_with_oof(texts: dict[str, str], targets: dict[str, dict[str, float
 # Each training prompt has a row per model (~200 on AlpacaEval): a leaf must span many prompts, or the
 # trees learn single training prompts by their features instead of what generalises across prompts.
 MIN_ROWS_PER_LEAF = 500
+CORRECTNESS_WEIGHT = 1.0  # weight of a RouteLLM label against a judged win in the difficulty model
+DIFFICULTY_ROUNDS = 200
 
 
 def _lgb_params(objective: str, rows: int, **extra) -> dict:
@@ -192,20 +194,22 @@ def train_bundle(data: LLMData, tokenizer, embeddings: np.ndarray, progress: Pro
     widen_high = float(max(0.0, np.quantile(y[val] - val_pred["p90"], 0.9)))
 
     progress("difficulty model")
-    d_feats, d_cards, d_labels = [], [], []
+    d_feats, d_cards, d_labels, d_weights = [], [], [], []
     for row in data.judgments:
         if row.prompt_id in train_ids:
             d_feats.append(features[row.prompt_id]); d_cards.append(cards[row.model]); d_labels.append(row.win)
+            d_weights.append(1.0)
     weak_card = cards.get(ROUTELLM_WEAK, default_card(ROUTELLM_WEAK))
     for pair in data.correctness:
         if pair.prompt_id in train_ids:
             d_feats.append(features[pair.prompt_id]); d_cards.append(weak_card)
-            d_labels.append(float(pair.weak_score >= pair.strong_score))
+            d_labels.append(float(pair.weak_score >= pair.strong_score)); d_weights.append(CORRECTNESS_WEIGHT)
     if not d_labels:
         raise ValueError("the data has no judgments or correctness labels: nothing to train the difficulty model on")
     Xd = difficulty_rows(np.stack(d_feats), d_cards)
     difficulty = lgb.train(_lgb_params("cross_entropy", len(d_labels)), lgb.Dataset(Xd, np.array(d_labels),
-                           feature_name=difficulty_feature_names(heads.names)), num_boost_round=200)
+                           weight=np.array(d_weights), feature_name=difficulty_feature_names(heads.names)),
+                           num_boost_round=DIFFICULTY_ROUNDS)
 
     manifest = {
         "trained_on": data.describe(),
