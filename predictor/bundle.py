@@ -55,9 +55,13 @@ class PredictorBundle:
     interval_widen_log2: tuple[float, float] = (0.0, 0.0)  # subtracted from p10 / added to p90 (conformal)
     manifest: dict = field(default_factory=dict)
 
+    def prompt_row(self, dense: np.ndarray, text: str, token_ids: list[int] | None = None) -> np.ndarray:
+        """(D+H,) float32: one prompt's dense features beside the text heads' scores (serving and eval)."""
+        return np.concatenate([dense, self.heads.score(text, token_ids)]).astype(np.float32)
+
     def prompt_features(self, dense: np.ndarray, texts: list[str]) -> np.ndarray:
-        """(n, D+H): dense features beside the text heads' scores."""
-        return np.hstack([dense, self.heads.score_many(texts)]).astype(np.float32)
+        """(n, D+H): prompt_row of each prompt."""
+        return np.stack([self.prompt_row(d, t) for d, t in zip(dense, texts)])
 
     def predict_lengths(self, rows: np.ndarray) -> np.ndarray:
         """(n, 3) output tokens p10/p50/p90, ordered, >= 0."""

@@ -54,12 +54,12 @@ class LearnedPredictor:
     def predict(self, request: PredictionInput, models: Sequence[str]) -> Prediction:
         text = request.prompt_text
         token_ids = self.bundle.heads.token_ids(text)
-        prompt = np.concatenate([dense_features(request), self.bundle.heads.score(text, token_ids)])
+        prompt = self.bundle.prompt_row(dense_features(request), text, token_ids)
         input_tokens = len(token_ids) + TOKENS_PER_MESSAGE * request.num_messages
         if not models:
             return Prediction(input_tokens=input_tokens)
         cards = [self.card(m) for m in models]
-        tiled = np.repeat(prompt[None, :].astype(np.float32).astype(np.float64), len(models), axis=0)
+        tiled = np.repeat(prompt[None, :].astype(np.float64), len(models), axis=0)
         lengths = self.bundle.predict_lengths(length_rows(tiled, cards))
         quality = self.bundle.predict_quality(difficulty_rows(tiled, cards))
         cap = request.max_tokens if request.max_tokens is not None else math.inf
