@@ -39,6 +39,8 @@ OOF_FOLDS = 5
 CALIBRATION_SHARE = 0.1
 MIN_SHIPPED_CALIBRATION = 16
 Progress = Callable[[str], None]
+# progress() calls of one training run: the data, each fold, all prompts, each quantile, the difficulty model
+TRAINING_STEPS = 1 + OOF_FOLDS + 1 + len(QUANTILES) + 1
 
 
 def log2_len(tokens) -> np.ndarray:

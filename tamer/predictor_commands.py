@@ -58,11 +58,11 @@ def train(
     """Train the length and difficulty models and write a bundle."""
     from tqdm import tqdm
 
-    from predictor.training import train_bundle
+    from predictor.training import TRAINING_STEPS, train_bundle
 
     data = _load_data(data_dir)
     tokenizer, embeddings = token_embeddings()
-    steps = tqdm(total=11, desc="training", unit="step", file=sys.stderr)
+    steps = tqdm(total=TRAINING_STEPS, desc="training", unit="step", file=sys.stderr)
 
     def progress(message: str) -> None:
         steps.set_postfix_str(message[:60])
