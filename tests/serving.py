@@ -73,3 +73,12 @@ def make_server(deployments=None, **server_settings) -> RunningServer:
     config = GatewayConfig(server=ServerSettings(**server_settings),
                            deployments=tuple(deployments or (local_deployment(),)))
     return RunningServer(config)
+
+
+def read_data_lines(response, count: int) -> None:
+    """Read an SSE response until `count` `data:` lines have arrived (the connection stays open)."""
+    seen = 0
+    for line in response.iter_lines():
+        seen += line.startswith("data:")
+        if seen >= count:
+            return

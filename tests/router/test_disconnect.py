@@ -7,7 +7,7 @@ import time
 import httpx
 import pytest
 
-from tests.serving import MODEL
+from tests.serving import MODEL, read_data_lines
 
 LONG = {"model": MODEL, "messages": [{"role": "user", "content": "Write a very long story about a dragon."}],
         "max_tokens": 1500, "temperature": 0.9, "seed": 3}
@@ -37,11 +37,7 @@ def test_hang_up_mid_stream_cancels_the_generation(server):
     with httpx.Client(timeout=60) as http:
         with http.stream("POST", server.url + "/v1/chat/completions", json={**LONG, "stream": True}) as r:
             assert r.status_code == 200
-            lines = 0
-            for line in r.iter_lines():
-                lines += line.startswith("data:")
-                if lines >= 5:
-                    break
+            read_data_lines(r, 5)
             assert backend.num_active() == 1
     assert wait_until(lambda: worker.num_jobs_cancelled == before_cancelled + 1)
     assert wait_until(lambda: backend.num_active() == 0 and engine.num_unfinished() == 0)

@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from router.config import GatewayConfig, RoutingSettings
-from tests.serving import MODEL, RunningServer, local_deployment
+from tests.serving import MODEL, RunningServer, local_deployment, read_data_lines
 
 SHORT = {"model": MODEL, "messages": [{"role": "user", "content": "Name a colour."}], "max_tokens": 8,
          "temperature": 0.0}
@@ -83,11 +83,7 @@ def test_a_client_hanging_up_mid_stream_reports_nothing_and_breaks_nothing(feedb
     with httpx.Client(timeout=60) as http:
         with http.stream("POST", feedback_server.url + "/v1/chat/completions", json={**LONG, "stream": True}) as r:
             assert r.status_code == 200
-            lines = 0
-            for line in r.iter_lines():
-                lines += line.startswith("data:")
-                if lines >= 5:
-                    break
+            read_data_lines(r, 5)
     assert wait_until(lambda: worker.num_jobs_cancelled == before_cancelled + 1)
     assert wait_until(lambda: backend.num_active() == 0)
     assert correction.observations(MODEL) == before_observations and seen == []
