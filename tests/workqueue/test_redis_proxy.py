@@ -73,7 +73,7 @@ def test_full_queue_is_429_and_a_hang_up_cancels_the_job_in_its_worker(cluster, 
             # two more wait behind it (sent from threads: a proxy answers once the first token is there)
             with ThreadPoolExecutor(2) as pool:
                 waiting = [pool.submit(httpx.post, b.url + "/v1/completions", json={**body, "prompt": f"wait {i}"},
-                                       timeout=httpx.Timeout(30, read=4)) for i in range(2)]
+                                       timeout=httpx.Timeout(30, read=3)) for i in range(2)]
                 assert wait_until(lambda: load(a.url)["slow"]["queue_depth"] == 2)
                 full = http.post(a.url + "/v1/completions", json={**body, "stream": False})
                 assert full.status_code == 429 and full.headers["retry-after"] == "1"
