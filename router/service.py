@@ -16,6 +16,10 @@ deployment cools down (router/policies/health.py) and is avoided while another c
 Each job's priority is its predicted output tokens (shortest first); the queue ages it (Aging in
 backends/workqueue/base.py) so a long job waits a bounded time.
 
+Time: routing state (the budget controller, deployment health) reads the time only through `clock`
+(monotonic seconds, time.monotonic by default), so a replay can run it on simulated time; request
+deadlines always run on the real clock.
+
 Feedback: when a job finishes, its true output length goes back to the predictor (`observe`, once per
 job, before the finish event reaches the client), which corrects that model's length bias online. A job
 that errors or whose client leaves first reports nothing; a failing `observe` is logged, never raised.
@@ -88,6 +92,7 @@ class RequestService:
         self.queue = queue
         self.predictor = predictor
         self.request_timeout_s = request_timeout_s
+        self.clock: Callable[[], float] = time.monotonic  # the routing clock (see the module docstring)
         # called with (model, predicted median tokens, true output tokens) of each finished job, e.g. a metric
         self.feedback_listeners: list[Callable[[str, float, int], None]] = []
         if routing is None and default_policy not in self._known_policies():
@@ -170,7 +175,7 @@ class RequestService:
         """(decision, predicted input tokens). Deployments in `exclude` are not candidates; cooling-down ones
         only when nothing else is left."""
         policy_name, specs, threshold = self.resolve_route(model)
-        now_s = time.monotonic()
+        now_s = self.clock()
         targets = RouteTargets(targets.quality_target, targets.ttft_slo_ms, targets.latency_slo_ms,
                                threshold if targets.threshold is None else targets.threshold, now_s)
         specs = [s for s in specs if s.name not in exclude]
@@ -202,7 +207,7 @@ class RequestService:
 
     def notice_interruption(self, deployment: str) -> None:
         """A spot interruption notice for `deployment`: route no new work there while it drains."""
-        self.health.notice_interruption(deployment, time.monotonic())
+        self.health.notice_interruption(deployment, self.clock())
 
     async def start(self, request: GenerationRequest, model: str, targets: RouteTargets | None = None) -> RoutedStream:
         targets = targets or RouteTargets()
@@ -230,7 +235,7 @@ class RequestService:
 
     def _note_failure(self, deployment: str, err: TamerError) -> None:
         if not isinstance(err, QueueFullError):
-            self.health.record_failure(deployment, time.monotonic(), why=err.code)
+            self.health.record_failure(deployment, self.clock(), why=err.code)
 
     async def _start_on(self, request: GenerationRequest, decision: Decision, input_tokens: int,
                         deadline_s: float) -> RoutedStream:

@@ -141,7 +141,8 @@ def create_app(config: GatewayConfig, gateway: Gateway | None = None) -> FastAPI
     async def prometheus(request: Request) -> Response:
         check_auth(request, api_keys)
         await load_gauges.refresh(gateway.queue, deployment_names)
-        service, now_s = gateway.service, time.monotonic()
+        service = gateway.service
+        now_s = service.clock()
         metrics.set_routing_state(deployment_names, service.health.unavailable(now_s),
                                   [p.report(now_s) for p in service.policies_in_use().values() if hasattr(p, "report")])
         for name, backend in gateway.backends.items():

@@ -49,6 +49,8 @@ class Metrics:
                                    ["kind"], registry=r)
         self.budget_measured = Gauge("tamer_budget_measured", "What the budget policy measured over its window",
                                      ["kind"], registry=r)
+        self.budget_relative_error = Gauge("tamer_budget_relative_error", "How close the budget policy holds: "
+                                           "(measured - target) / target", ["kind"], registry=r)
         self.budget_quality_target = Gauge("tamer_budget_quality_target", "The quality target the budget "
                                            "controller set", ["kind"], registry=r)
         self.output_length_error_log2 = Histogram(
@@ -79,6 +81,7 @@ class Metrics:
         for report in budget_reports:
             self.budget_target.labels(report.kind).set(report.target)
             self.budget_measured.labels(report.kind).set(report.measured)
+            self.budget_relative_error.labels(report.kind).set(report.relative_error)
             self.budget_quality_target.labels(report.kind).set(report.quality_target)
 
     def render(self) -> bytes:
