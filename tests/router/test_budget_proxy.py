@@ -85,7 +85,7 @@ def test_the_budget_policy_holds_the_strong_share_through_the_proxy(proxy):
         prompt = PROMPTS[i * 3 % len(PROMPTS)]  # every prompt once per 8 requests, mixed
         raw = client.chat.completions.with_raw_response.create(
             model="auto:budget", messages=[{"role": "user", "content": prompt}], max_tokens=1, temperature=0)
-        assert raw.parse().usage.completion_tokens == 1
+        assert raw.parse().usage.completion_tokens <= 1
         assert raw.headers["x-tamer-policy"] == "budget"
         strong.append(raw.headers["x-tamer-deployment"] == "strong")
         targets.append(float(raw.headers["x-tamer-quality-target"]))
