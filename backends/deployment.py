@@ -37,6 +37,7 @@ class DeploymentSpec:
     market: str = "on-demand"  # "on-demand" | "spot" (spot carries its interruption risk)
     usd_per_hour: float = 0.0  # instance price; 0 = the catalog's price of instance_type in region and market
     tokens_per_s: float = 0.0  # measured output tokens/s of one replica at full batch; 0 = unknown
+    prefill_tokens_per_s: float = 0.0  # measured prompt tokens/s of one replica; 0 = modeled (router/policies/prefill.py)
 
     def __post_init__(self) -> None:
         if not self.name:
@@ -60,8 +61,9 @@ class DeploymentSpec:
             raise ValueError(f"deployment {self.name!r}: timeout_s must be > 0")
         if self.market not in MARKETS:
             raise ValueError(f"deployment {self.name!r}: market must be one of {list(MARKETS)}, got {self.market!r}")
-        if self.usd_per_hour < 0 or self.tokens_per_s < 0:
-            raise ValueError(f"deployment {self.name!r}: usd_per_hour and tokens_per_s must be >= 0")
+        if self.usd_per_hour < 0 or self.tokens_per_s < 0 or self.prefill_tokens_per_s < 0:
+            raise ValueError(f"deployment {self.name!r}: usd_per_hour, tokens_per_s and prefill_tokens_per_s "
+                             "must be >= 0")
         if self.is_billed_by_time and self.tokens_per_s == 0:
             raise ValueError(f"deployment {self.name!r}: GPU-time cost (instance_type or usd_per_hour) needs "
                              "tokens_per_s, the measured output tokens/s of one replica (e.g. from bench/engine.py)")

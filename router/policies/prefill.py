@@ -3,7 +3,8 @@
 A replica pauses its decoding batch to prefill a new prompt (cost_model/capacity.py: one request holds the
 replica O * step(B) / B + prefill(I) seconds), so a request's share of the instance hour is
     O / tokens_per_s + I / prefill_tokens_per_s.
-tokens_per_s is measured (the deployment's). prefill_tokens_per_s comes from the performance model the
+tokens_per_s is measured (the deployment's). prefill_tokens_per_s is the deployment's own when it states one
+(measured, e.g. by `tamer profile`); otherwise it comes from the performance model the
 planner uses (cost_model/perf.py): the deployment's model on its instance's GPUs prefills a reference prompt
 of I = REFERENCE_INPUT_TOKENS in prefill_s(I), so prefill_tokens_per_s = I / prefill_s(I). That needs an
 `instance_type` in the catalog and a model the catalog knows (its `model`, upstream or card name, lower-case,
@@ -59,7 +60,9 @@ def modeled_prefill_tokens_per_s(spec: DeploymentSpec) -> float | None:
 
 
 def prefill_tokens_per_s(spec: DeploymentSpec) -> float:
-    """Prompt tokens/s of one replica: modeled, else DEFAULT_PREFILL_OVER_DECODE x tokens_per_s."""
+    """Prompt tokens/s of one replica: stated, else modeled, else DEFAULT_PREFILL_OVER_DECODE x tokens_per_s."""
+    if spec.prefill_tokens_per_s:
+        return spec.prefill_tokens_per_s
     modeled = modeled_prefill_tokens_per_s(spec)
     if modeled is not None:
         return modeled

@@ -68,3 +68,11 @@ def test_a_long_prompt_moves_to_the_instance_that_prefills_faster():
     assert prefill_tokens_per_s(g6e) > 3 * prefill_tokens_per_s(g5)
     assert route([cand(g5), cand(g6e)], SHORT).deployment == "g5"
     assert route([cand(g5), cand(g6e)], LONG).deployment == "g6e"
+
+
+def test_a_stated_prefill_rate_wins_over_the_model_and_bad_ones_are_refused():
+    stated = dataclasses.replace(GPU, prefill_tokens_per_s=2000.0)
+    assert prefill_tokens_per_s(stated) == 2000.0
+    assert route([cand(stated)], LONG).est_cost_usd == pytest.approx(0.001 * (LONG / 2000.0 + 100 / 1000))
+    with pytest.raises(ValueError, match="prefill_tokens_per_s"):
+        dataclasses.replace(GPU, prefill_tokens_per_s=-1.0)
