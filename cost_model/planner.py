@@ -1,26 +1,35 @@
 """Fleet planner: the cheapest mix of replicas (model x instance type x region x market) that serves a workload
 within its SLO — a mixed-integer program in the manner of Mélange (GPU types x request-size buckets), extended
-with model choice and spot capacity with an on-demand share (SkyServe).
+with model choice and spot capacity with an on-demand fallback (SkyServe).
 
 Sets: buckets b (request size classes, rate lam_b req/s); candidates c = (model, instance type, region,
-market, tensor-parallel degree t), an instance of G GPUs hosting G / t replicas, price p_c $/h per instance;
+market, tensor-parallel degree t), an instance of G GPUs hosting G / t replicas;
 cap_cb = requests/s of b one instance of c serves within the SLO (G / t times one replica's, capacity.py; 0 where
 it cannot, or where the bucket's tier forbids the model). The rarest buckets, together at most
 best_effort_share (< 1 - attainment) of requests, are sized without the TTFT target. n_c counts instances.
 
-Variables: n_c >= 0 integer (replicas), x_cb in [0, 1] (share of bucket b sent to c, only where cap_cb > 0),
-y_c in {0, 1} (the pool is used).
+Variables: n_c >= 0 integer (instances), x_cb in [0, 1] (share of bucket b sent to c, only where cap_cb > 0),
+y_c in {0, 1} (the pool is used). L_c = sum_b x_cb * lam_b / cap_cb is c's load in instances.
 
-    minimize    sum_c p_c * n_c
-    subject to  sum_c x_cb = 1                                       for every bucket b   (all load served)
-                sum_b x_cb * lam_b / cap_cb <= a_c * (n_c - s_c * y_c)  for every c        (capacity)
-                sum_{c spot} x_cb <= r                               for every bucket b   (risk: on-demand share)
-                n_c <= N_max * y_c                                   for every c          (pool size)
+    minimize    sum_c e_c * n_c
+    subject to  sum_c x_cb = 1                          for every bucket b      (all load served)
+                L_c <= a_c * n_c - h_c * y_c             for every c             (capacity)
+                u * L_c <= n_c - s * y_c                 for every spot c        (s down: the rest at full load)
+                sum_{c spot} x_cb <= r                  for every bucket b      (risk: on-demand share)
+                n_c <= N_max * y_c                      for every c             (pool size)
 
-a_c = 1 on demand, the spot model's availability for spot (interruptions x replacement delay); s_c = spare spot
-replicas kept per spot pool against preemption, or ondemand_headroom_replicas (0 by default) per on-demand pool
-against the bursts it alone absorbs; r = risk tolerance (share of each bucket spot may carry;
-1 by default: as in SkyServe, an interrupted spot instance is replaced on demand until spot returns).
+e_c, the price charged, is the list price on demand; for spot it is the expected bill of a spot slot with the
+on-demand fallback it runs while spot is away (spot.SpotModel.usd_per_hour_with_fallback): a slot alternates
+spot periods of mean 1 / rate (billed at spot) with, when spot cannot be had (1 - obtainable share), an
+on-demand stand-in that tries spot again every retry_s and overlaps its successor while it loads:
+e_c = (spot / rate + ondemand * F_all) / (1 / rate + F_instead). So the plan's $/hour is what a replay with
+interruptions bills, not the spot list price (list_usd_per_hour, beside it).
+a_c = 1 on demand, the spot model's availability for spot (interruptions x replacement delay). cap_cb is at
+max_utilization u of a replica's full capacity (headroom for bursts). s = spare_spot_replicas: with s instances
+of a spot pool interrupted, the others still carry its load at full capacity (the outage lasts a replacement
+delay, so it may spend the burst headroom; a pool of one instance still needs one more). h_c =
+ondemand_headroom_replicas (0 by default) for on-demand pools, 0 for spot; r = risk tolerance (share of each
+bucket spot may carry; 1 by default: an interrupted spot instance is replaced on demand until spot returns).
 """
 
 from __future__ import annotations
@@ -84,9 +93,14 @@ class Candidate:
     model: str
     offering: Offering
     market: str
-    price_usd_per_hour: float
+    price_usd_per_hour: float  # the list price
     availability: float
     perf: PerfModel = field(compare=False)
+    expected_usd_per_hour: float = 0.0  # what the planner charges: spot with its on-demand fallback (0: the list price)
+
+    @property
+    def cost_usd_per_hour(self) -> float:
+        return self.expected_usd_per_hour or self.price_usd_per_hour
 
     @property
     def replicas_per_instance(self) -> int:
@@ -116,11 +130,14 @@ def candidates(req: PlanRequest) -> list[Candidate]:
                     price = o.price_usd_per_hour(market)
                     if price is None:
                         continue
-                    avail = 1.0 if market == "ondemand" else \
-                        req.spot.availability(o.interruption_bucket, model.weight_bytes)
-                    cand = Candidate(name, o, market, price, avail, perf)
+                    avail, expected = 1.0, price
+                    if market == "spot":
+                        avail = req.spot.availability(o.interruption_bucket, model.weight_bytes)
+                        expected = req.spot.usd_per_hour_with_fallback(
+                            price, o.price_usd_per_hour("ondemand") or price, o.interruption_bucket, model.weight_bytes)
+                    cand = Candidate(name, o, market, price, avail, perf, expected)
                     key = (name, o.region, o.gpu, o.num_gpus, perf.num_gpus, market)
-                    if key not in best or price < best[key].price_usd_per_hour:
+                    if key not in best or expected < best[key].cost_usd_per_hour:
                         best[key] = cand
     return sorted(best.values(), key=lambda c: c.key)
 
@@ -196,7 +213,9 @@ def solve(cands: list[Candidate], buckets: list[Bucket], cap: np.ndarray, req: P
     pairs = [(i, j) for i in range(num_c) for j in range(num_b) if cap[i, j] > 0 and rates[j] > 0]
     x0 = 2 * num_c  # n_c, then y_c, then the shares
     nvar = x0 + len(pairs)
-    row_bucket, row_cap, row_risk, row_pool = 0, num_b, num_b + num_c, 2 * num_b + num_c
+    row_bucket, row_cap, row_risk = 0, num_b, num_b + num_c
+    row_pool, row_down = 2 * num_b + num_c, 2 * num_b + 2 * num_c
+    util = req.knobs.max_utilization
     ri, ci, val = [], [], []
 
     def put(r: int, c: int, v: float) -> None:
@@ -208,20 +227,24 @@ def solve(cands: list[Candidate], buckets: list[Bucket], cap: np.ndarray, req: P
         put(row_bucket + j, x0 + k, 1.0)                              # sum_c x_cb = 1
         put(row_cap + i, x0 + k, rates[j] / cap[i, j])                # load on c
         if cands[i].market == "spot":
+            put(row_down + i, x0 + k, util * rates[j] / cap[i, j])    # u * load on c
             put(row_risk + j, x0 + k, 1.0)                            # spot share of b <= r
     for i, c in enumerate(cands):
-        spare = req.spare_spot_replicas if c.market == "spot" else req.ondemand_headroom_replicas
         put(row_cap + i, i, -c.availability)                          # - a_c n_c
-        put(row_cap + i, num_c + i, c.availability * spare)           # + a_c s_c y_c
+        if c.market == "spot":
+            put(row_down + i, i, -1.0)                                # - (n_c - s_c y_c)
+            put(row_down + i, num_c + i, float(req.spare_spot_replicas))
+        else:
+            put(row_cap + i, num_c + i, req.ondemand_headroom_replicas)  # + h y_c
         put(row_pool + i, i, 1.0)                                     # n_c - N_max y_c <= 0
         put(row_pool + i, num_c + i, -float(req.max_replicas_per_pool))
-    num_rows = row_pool + num_c
+    num_rows = row_down + num_c
     served = (rates > 0).astype(float)
-    lb = np.concatenate([served, np.full(2 * num_c + num_b, -np.inf)])
-    ub = np.concatenate([served, np.zeros(num_c), np.full(num_b, req.risk_tolerance), np.zeros(num_c)])
+    lb = np.concatenate([served, np.full(3 * num_c + num_b, -np.inf)])
+    ub = np.concatenate([served, np.zeros(num_c), np.full(num_b, req.risk_tolerance), np.zeros(2 * num_c)])
     matrix = coo_matrix((val, (ri, ci)), shape=(num_rows, nvar)).tocsr()
     cost = np.zeros(nvar)
-    cost[:num_c] = [c.price_usd_per_hour for c in cands]
+    cost[:num_c] = [c.cost_usd_per_hour for c in cands]
     integrality = np.zeros(nvar)
     integrality[:x0] = 1
     upper = np.ones(nvar)
@@ -241,7 +264,7 @@ def solve(cands: list[Candidate], buckets: list[Bucket], cap: np.ndarray, req: P
 
 
 def single_type_baseline(cands: list[Candidate], buckets: list[Bucket], cap: np.ndarray, market: str,
-                         spare: int) -> dict | None:
+                         spare: int, util: float = 1.0) -> dict | None:
     """The cheapest fleet of one candidate only (every bucket on it), in the given market."""
     best = None
     rates = np.array([b.rate_req_per_s for b in buckets])
@@ -249,8 +272,10 @@ def single_type_baseline(cands: list[Candidate], buckets: list[Bucket], cap: np.
         if c.market != market or not np.all(cap[i][rates > 0] > 0):
             continue
         load = float(np.sum(rates[rates > 0] / cap[i][rates > 0]))
-        count = math.ceil(load / c.availability - 1e-9) + (spare if market == "spot" else 0)
-        usd = count * c.price_usd_per_hour
+        count = math.ceil(load / c.availability - 1e-9)
+        if market == "spot":
+            count = max(count, math.ceil(util * load - 1e-9) + spare)
+        usd = count * c.cost_usd_per_hour
         if best is None or usd < best["usd_per_hour"]:
             best = {"candidate": c.key, "replicas": count, "usd_per_hour": usd}
     return best
@@ -278,7 +303,8 @@ def make_plan(buckets: list[Bucket], req: PlanRequest, workload_summary: dict | 
             "num_gpus": c.offering.num_gpus, "tensor_parallel": c.perf.num_gpus,
             "replicas_per_instance": c.replicas_per_instance, "region": c.offering.region, "market": c.market,
             "count": int(n[i]),
-            "usd_per_hour_each": c.price_usd_per_hour, "usd_per_hour": c.price_usd_per_hour * int(n[i]),
+            "usd_per_hour_each": c.price_usd_per_hour, "expected_usd_per_hour_each": c.cost_usd_per_hour,
+            "usd_per_hour": c.cost_usd_per_hour * int(n[i]),
             "availability": c.availability, "interruption_bucket": c.offering.interruption_bucket,
             "load_replicas": round(needed, 3), "headroom_replicas": round(int(n[i]) - needed, 3),
             "kv_capacity_tokens": c.perf.kv_capacity_tokens,
@@ -291,14 +317,15 @@ def make_plan(buckets: list[Bucket], req: PlanRequest, workload_summary: dict | 
     floor = min(c.price_usd_per_hour / 3600 / c.replicas_per_instance
                 / roofline_output_tokens_per_s(c.perf, in_tok, out_tok) * 1e6 for c in cands)
     baselines = {"single_ondemand": single_type_baseline(cands, buckets, cap, "ondemand", 0),
-                 "single_spot": single_type_baseline(cands, buckets, cap, "spot", req.spare_spot_replicas)}
+                 "single_spot": single_type_baseline(cands, buckets, cap, "spot", req.spare_spot_replicas,
+                                                     req.knobs.max_utilization)}
     if "ondemand" in req.markets and "spot" in req.markets:
         od_req = PlanRequest(**{**req.__dict__, "markets": ("ondemand",)})
         od_cands = [c for c in cands if c.market == "ondemand"]
         od_cap = cap[[i for i, c in enumerate(cands) if c.market == "ondemand"]]
         try:
             od_n, _ = solve(od_cands, buckets, od_cap, od_req)
-            baselines["hetero_ondemand"] = {"usd_per_hour": float(sum(k * c.price_usd_per_hour
+            baselines["hetero_ondemand"] = {"usd_per_hour": float(sum(k * c.cost_usd_per_hour
                                                                       for k, c in zip(od_n, od_cands)))}
         except InfeasibleFleetError:
             baselines["hetero_ondemand"] = None
@@ -316,6 +343,7 @@ def make_plan(buckets: list[Bucket], req: PlanRequest, workload_summary: dict | 
                     for b in buckets],
         "replicas": replicas,
         "usd_per_hour": usd_per_hour,
+        "list_usd_per_hour": sum(r["usd_per_hour_each"] * r["count"] for r in replicas),
         "usd_per_1m_output_tokens": usd_per_hour / out_tok_per_h * 1e6,
         "floor_usd_per_1m_output_tokens": float(floor),
         "headroom_replicas": round(sum(r["headroom_replicas"] for r in replicas), 3),

@@ -35,7 +35,7 @@ class SimOptions:
     max_num_seqs: int = 256
     max_batched_tokens: int | None = None  # None: sized to the TPOT target (capacity.prefill_chunk_tokens)
     drain_after_s: float = 3600.0  # stop this long after the last arrival; anything unfinished is lost
-    spot_retry_s: float = 600.0  # how often an on-demand fallback tries to go back to spot
+    spot_retry_s: float | None = None  # how often an on-demand fallback tries spot again (None: spot.retry_s)
     dispatch: str = DEFAULT_RULE  # a rule registered in dispatch.py
 
     def __post_init__(self) -> None:
@@ -44,6 +44,12 @@ class SimOptions:
             raise ValueError(f"spot_source must be one of ['model', 'trace', 'none'], got {self.spot_source!r}")
         if self.spot_source == "trace" and not self.spot_traces:
             raise ValueError("spot_source='trace' needs spot_traces (give --spot-trace FILE)")
+        if self.spot_retry_s is not None and self.spot_retry_s <= 0:
+            raise ValueError(f"spot_retry_s must be > 0, got {self.spot_retry_s}")
+
+    @property
+    def retry_s(self) -> float:
+        return self.spot.retry_s if self.spot_retry_s is None else self.spot_retry_s
 
 
 @dataclass
@@ -132,9 +138,9 @@ def simulate(plan: dict, workload: Workload, options: SimOptions = SimOptions(),
         elif slots_down[id(entry)] >= spare:
             new = launch(entry, "ondemand", now, now + delay)
             new.is_fallback = True
-            push(now + options.spot_retry_s, RETRY, new)
+            push(now + options.retry_s, RETRY, new)
         else:
-            push(now + options.spot_retry_s, RELAUNCH, entry)
+            push(now + options.retry_s, RELAUNCH, entry)
             return
         slots_down[id(entry)] -= 1
     for i in range(len(workload)):
@@ -250,7 +256,7 @@ def simulate(plan: dict, workload: Workload, options: SimOptions = SimOptions(),
                 push(now + delay, WARN, inst)
                 push(now + delay + options.spot.warning_s, KILL, inst)
             else:
-                push(now + options.spot_retry_s, RETRY, inst)
+                push(now + options.retry_s, RETRY, inst)
         elif kind == READY:
             for rep in obj.replicas:
                 rep.alive = rep.accepting = obj.end_s is None
@@ -260,8 +266,8 @@ def simulate(plan: dict, workload: Workload, options: SimOptions = SimOptions(),
                 if not dispatch(seq, now):
                     pending.append(seq)
     end_s = min(horizon_s, max(float(workload.arrival_s[-1]), last_done_s))
-    cost = sum(inst.price_usd_per_hour * ((inst.end_s if inst.end_s is not None else end_s) - inst.start_s) / 3600
-               for inst in instances if inst.start_s <= end_s)
+    cost = sum(inst.price_usd_per_hour * (min(end_s, inst.end_s if inst.end_s is not None else end_s) - inst.start_s)
+               / 3600 for inst in instances if inst.start_s <= end_s)  # billed while it runs within the replay
     if progress is not None:
         progress(1.0)
     out = _summary(workload, slo, ttft, tpot, done, cost, requeued, instances, end_s, num_events)
@@ -348,8 +354,11 @@ def _preemption_times(entry: dict, t0: float, horizon_s: float, options: SimOpti
 
 
 def _spot_available(entry: dict, now: float, options: SimOptions, rng) -> bool:
-    """Whether a replacement can be had on spot right now (traces: the alive share; otherwise yes)."""
-    if options.spot_source != "trace":
+    """Whether a replacement can be had on spot right now (traces: the alive share of a random one; the spot
+    model: its obtainable_share; no spot source: yes)."""
+    if options.spot_source == "none":
         return True
+    if options.spot_source == "model":
+        return bool(rng.random() < options.spot.obtainable_share)
     alive, _ = options.spot_traces[rng.integers(len(options.spot_traces))]
     return bool(rng.random() < float(np.mean(alive > 0)))
