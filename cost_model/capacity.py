@@ -1,13 +1,16 @@
 """How many requests per second of one size bucket one replica serves within the SLO (the planner's coefficients).
 
-A replica decoding B sequences of mean context I + O/2 takes step(B) per decode step; prefills of new
-requests (each prefill(I)) pause decoding. At a steady arrival rate X per replica:
+A replica decoding B sequences of mean context I + O/2 takes step(B) per decode step. A new request's prompt
+is prefilled in k chunks, each riding in a mixed step that also decodes a token for the B running sequences
+(chunked prefill, as the simulator and vLLM / Sarathi-Serve do), so a prompt slows decoding by
+extra(B) = sum over its chunks of (mixed step - step(B)), not by its whole prefill time. In the time the B
+running sequences take to produce O tokens, B new prompts arrive; at a steady arrival rate X per replica:
 
-    X = B / (O * step(B) + B * prefill(I))        (Little's law with prefill pauses)
-    TPOT = step(B) + B * prefill(I) / O            (mean time per output token, pauses included)
+    cycle(B) = max(O, B * k) * step(B) + B * extra(B)    (O token steps, or more if the chunks outnumber them)
+    X = B / cycle(B)                                      (Little's law)
+    TPOT = cycle(B) / O                                   (mean time per output token, prefill chunks included)
 
-Prefills run in chunks sized so that one mixed step stays within the TPOT budget (prefill_chunk_tokens):
-TPOT is a request's mean time per token, and the formula above already charges it the prefill pauses. The
+Prefills run in chunks sized so that one mixed step stays within the TPOT target (prefill_chunk_tokens). The
 largest B with TPOT <= tpot_budget_frac * SLO (and B * (I + O) tokens of KV cache fitting) gives the capacity,
 times max_utilization to leave room for bursts; and no more than prompts can queue for prefill with the p99
 prompt still inside the TTFT target (prefill_queue_req_per_s: a replica whose p99 prefill nearly fills the
@@ -60,10 +63,12 @@ class Knobs:
 
 
 def prefill_chunk_tokens(perf: PerfModel, slo: Slo, knobs: Knobs = Knobs()) -> int:
-    """Prompt tokens per step (chunked prefill) such that a mixed step stays within the TPOT budget, so no step
-    stalls decoding past the SLO (Sarathi-Serve's budget); between 128 and 8192. (Half the budget made chunks so
-    small that reading the weights once per chunk kept a 4k-token prompt from 1-GPU L40S / A10G replicas.)"""
-    budget_s = slo.tpot_p99_s * knobs.tpot_budget_frac
+    """Prompt tokens per step (chunked prefill) such that a mixed step stays within the TPOT target, so no step
+    holds a decoding request's token past the SLO (Sarathi-Serve's budget); between 128 and 8192. The mean TPOT,
+    which the capacity formula charges with every prefill chunk, is what must keep within the budget (knobs), so
+    one step may take the whole target: a smaller bound left an L40S, whose weight read alone nearly fills a
+    35 ms budget, prefilling 4k-token prompts 128 tokens at a time (1 s) where 512 cost one step 10% more."""
+    budget_s = slo.tpot_p99_s
     chunk = 8192
     while chunk > 128 and perf.step_s(chunk, chunk * chunk, 16, 16 * 2000) > budget_s:
         chunk //= 2
@@ -78,6 +83,18 @@ def chunked_prefill_s(perf: PerfModel, input_tokens: float, chunk_tokens: int) -
         total += perf.step_s(c, c * (2 * done + c))
         done += c
     return total
+
+
+def prefill_extra_s(perf: PerfModel, input_tokens: float, chunk_tokens: int, batch: int, ctx_tokens: float) -> float:
+    """Time one prompt, prefilled in chunks of chunk_tokens, adds to the steps of `batch` sequences decoding at
+    mean context ctx_tokens: each chunk's mixed step less the decode step it stands in for."""
+    decode_s = perf.decode_step_s(batch, ctx_tokens) if batch else 0.0
+    total, done = 0.0, 0.0
+    while done < input_tokens:
+        c = min(chunk_tokens, input_tokens - done)
+        total += perf.step_s(c, c * (2 * done + c), batch, batch * ctx_tokens) - decode_s
+        done += c
+    return max(total, 0.0)
 
 
 def why_unservable(perf: PerfModel, bucket: Bucket, slo: Slo, knobs: Knobs) -> str | None:
@@ -100,12 +117,18 @@ def replica_capacity_req_per_s(perf: PerfModel, bucket: Bucket, slo: Slo, knobs:
     if not perf.fits or why_unservable(perf, bucket, slo, knobs) is not None:
         return 0.0
     inp, out = bucket.input_tokens_mean, max(1.0, bucket.output_tokens_mean)
-    prefill_s = chunked_prefill_s(perf, inp, prefill_chunk_tokens(perf, slo, knobs))
+    chunk = prefill_chunk_tokens(perf, slo, knobs)
+    prefill_s = chunked_prefill_s(perf, inp, chunk)
+    num_chunks = math.ceil(inp / chunk)
     ctx = inp + out / 2
     target_s = slo.tpot_p99_s * knobs.tpot_budget_frac
 
+    def cycle_s(batch: int) -> float:
+        return (max(out, batch * num_chunks) * perf.decode_step_s(batch, ctx)
+                + batch * prefill_extra_s(perf, inp, chunk, batch, ctx))
+
     def tpot_s(batch: int) -> float:
-        return perf.decode_step_s(batch, ctx) + batch * prefill_s / out
+        return cycle_s(batch) / out
 
     lo, hi = 0, int(min(knobs.max_batch, perf.kv_capacity_tokens // (inp + out)))
     while lo < hi:
@@ -116,7 +139,7 @@ def replica_capacity_req_per_s(perf: PerfModel, bucket: Bucket, slo: Slo, knobs:
             hi = mid - 1
     if lo == 0:
         return 0.0
-    tpot_bound = knobs.max_utilization * lo / (out * perf.decode_step_s(lo, ctx) + lo * prefill_s)
+    tpot_bound = knobs.max_utilization * lo / cycle_s(lo)
     prefill_p99_s = chunked_prefill_s(perf, bucket.input_tokens_p99, prefill_chunk_tokens(perf, slo, knobs))
     return min(tpot_bound, prefill_queue_req_per_s(prefill_s, prefill_p99_s, slo.ttft_p99_s))
 
