@@ -336,7 +336,8 @@ def make_plan(buckets: list[Bucket], req: PlanRequest, workload_summary: dict | 
         "slo": {"ttft_p99_s": req.slo.ttft_p99_s, "tpot_p99_s": req.slo.tpot_p99_s, "attainment": req.slo.attainment},
         "request": {"models": list(req.models), "regions": list(req.regions), "markets": list(req.markets),
                     "risk_tolerance": req.risk_tolerance, "spare_spot_replicas": req.spare_spot_replicas,
-                    "spot_rate_multiplier": req.spot.rate_multiplier},
+                    "spot_rate_multiplier": req.spot.rate_multiplier,
+                    "tier_models": {t: list(ms) for t, ms in req.tier_models.items()}},
         "buckets": [{"index": b.index, "tier": b.tier, "input_range": list(b.input_range),
                      "output_range": list(b.output_range), "rate_req_per_s": b.rate_req_per_s,
                      "input_tokens_mean": b.input_tokens_mean, "output_tokens_mean": b.output_tokens_mean}

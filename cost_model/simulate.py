@@ -77,7 +77,11 @@ def simulate(plan: dict, workload: Workload, options: SimOptions = SimOptions(),
     slo = Slo(**plan["slo"])
     rng = np.random.default_rng(options.seed)
     edges_buckets = _bucket_lookup(plan)
-    req_bucket = [edges_buckets.get(int(b), None) for b in bucket_index(workload.input_tokens, workload.output_tokens)]
+    req_tier = [""] * len(workload) if workload.tier is None else [str(t) for t in workload.tier]
+    req_bucket = [edges_buckets.get((int(b), t), edges_buckets.get((int(b), None)))
+                  for b, t in zip(bucket_index(workload.input_tokens, workload.output_tokens), req_tier)]
+    # a request of a tier the plan restricts is served only by the models the tier allows (router's quality tiers)
+    tier_models = {t: set(ms) for t, ms in plan.get("request", {}).get("tier_models", {}).items()}
     horizon_s = float(workload.arrival_s[-1]) + options.drain_after_s
     events: list = []
     tie = itertools.count()
@@ -167,7 +171,9 @@ def simulate(plan: dict, workload: Workload, options: SimOptions = SimOptions(),
     def dispatch(seq: Seq, now: float) -> bool:
         """Offer the rule the replicas that can take seq (those the plan gives its bucket first)."""
         b = req_bucket[seq.req]
-        offered = [rep for rep in replicas if rep.accepting and rep.fits(seq)]
+        allowed = tier_models.get(req_tier[seq.req])
+        offered = [rep for rep in replicas if rep.accepting and rep.fits(seq)
+                   and (allowed is None or rep.instance.entry["model"] in allowed)]
         preferred = [rep for rep in offered
                      if b is None or rep.instance.entry["bucket_share"].get(str(b), 0.0) > 0]
         pool = preferred or offered
@@ -276,6 +282,13 @@ def simulate(plan: dict, workload: Workload, options: SimOptions = SimOptions(),
                                "slo_attainment": float(ok[served_by == k].mean()) if (served_by == k).any() else None,
                                "ttft_p99_s": _pct(ttft[served_by == k], 0.99)}
                          for k, key in enumerate(entry_keys)}
+    if workload.tier is not None:
+        tiers = np.asarray(req_tier)
+        models = [e["model"] for e in plan["replicas"]]
+        out["by_tier"] = {t: {"requests": int((tiers == t).sum()),
+                              "slo_attainment": float(ok[tiers == t].mean()),
+                              "models": sorted({models[k] for k in served_by[(tiers == t) & done]})}
+                          for t in sorted(set(req_tier))}
     return out
 
 
@@ -319,8 +332,8 @@ def _summary(workload: Workload, slo: Slo, ttft, tpot, done, cost, requeued, ins
     }
 
 
-def _bucket_lookup(plan: dict) -> dict[int, int]:
-    """Size-bucket id (workload.bucket_index) -> the plan's bucket index (first tier)."""
+def _bucket_lookup(plan: dict) -> dict[tuple, int]:
+    """(size-bucket id (workload.bucket_index), tier) -> the plan's bucket index; (id, None) -> the first tier's."""
     from cost_model.workload import INPUT_EDGES, OUTPUT_EDGES
 
     out = {}
@@ -328,7 +341,8 @@ def _bucket_lookup(plan: dict) -> dict[int, int]:
     for b in plan["buckets"]:
         i = INPUT_EDGES.index(b["input_range"][0])
         o = OUTPUT_EDGES.index(b["output_range"][0])
-        out.setdefault(i * num_out + o, b["index"])
+        out.setdefault((i * num_out + o, b.get("tier", "")), b["index"])
+        out.setdefault((i * num_out + o, None), b["index"])
     return out
 
 

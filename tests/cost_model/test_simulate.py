@@ -1,5 +1,7 @@
 """The simulator: a replica's timing, SLO accounting, preemptions with re-queue and no loss."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -72,3 +74,29 @@ def test_trace_replay_and_bad_options():
         SimOptions(spot_source="trace")
     with pytest.raises(ValueError, match="model"):
         SimOptions(spot_source="dice")
+
+
+def test_quality_tiers_restrict_which_models_serve_a_request():
+    """Requests carry a tier; the plan's tier_models say which models may serve each, and the replay keeps to it
+    even when the allowed replicas are busier."""
+    w = synthetic(6, 500, 100, duration_s=300, seed=6)
+    tiers = np.where(np.random.default_rng(0).random(len(w)) < 0.3, "hard", "easy")
+    w = Workload(w.arrival_s, w.input_tokens, w.output_tokens, tiers, "tiered")
+    req = PlanRequest(models=("qwen2.5-1.5b", "qwen2.5-14b"), slo=Slo(2.0, 0.1), markets=("ondemand",),
+                      tier_models={"hard": ("qwen2.5-14b",), "easy": ("qwen2.5-1.5b", "qwen2.5-14b")})
+    plan = make_plan(bucketize(w, w.peak_factor(1.0)), req)
+    assert {r["model"] for r in plan["replicas"]} == {"qwen2.5-1.5b", "qwen2.5-14b"}
+    out = simulate(plan, w, SimOptions(spot_source="none"))
+    assert out["lost_requests"] == 0 and out["slo_attainment"] >= 0.99
+    assert out["by_tier"]["hard"]["models"] == ["qwen2.5-14b"]
+    assert out["by_tier"]["hard"]["requests"] == int((tiers == "hard").sum())
+    assert "qwen2.5-1.5b" in out["by_tier"]["easy"]["models"]
+    # one instance of each, interrupted often: hard requests wait for the 14b replica rather than take the 1.5b
+    stormy = SpotModel(fixed_interruptions_per_hour=40.0, warning_s=0.0)
+    plan = make_plan(bucketize(w, w.peak_factor(1.0)), dataclasses.replace(req, markets=("spot",), spot=stormy))
+    for r in plan["replicas"]:
+        r["count"] = 1
+    out = simulate(plan, w, SimOptions(spot_source="model", spot=stormy, seed=0))
+    assert out["preemptions"] > 0 and out["lost_requests"] == 0
+    assert out["by_tier"]["hard"]["models"] == ["qwen2.5-14b"]
+    assert "qwen2.5-1.5b" in out["by_tier"]["easy"]["models"]
