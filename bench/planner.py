@@ -5,9 +5,9 @@
 For the Azure LLM 2023 conv and code traces at several rates (the trace compressed to the rate, then repeated
 to its original hour) and two SLO settings: plan (MILP over buckets x instance types x markets x regions, spot
 priced as the replayed traces behave: their interruption rate and the share of time spot can be had, with the
-on-demand fallback it pays), replay the plan --seeds times with spot preemptions from the SkyPilot AWS spot
-traces (attainment: the worst replay; the bill: their mean, beside the plan's $/hour as bill_over_plan), and
-replay the baseline fleet (cheapest single instance type, on demand) the same way. Writes
+on-demand fallback it pays), replay the plan 8-24 times (--seeds, --max-seeds) with spot preemptions from the
+SkyPilot AWS spot traces (attainment: the worst replay; the bill: their mean, beside the plan's $/hour as
+bill_over_plan), and replay the baseline fleet (cheapest single instance type, on demand) the same way. Writes
 bench/results/planner.json, with the simulator's error against the real engine (sim_vs_engine_error) taken from
 bench/sim_vs_engine.py's result.
 """
@@ -32,7 +32,7 @@ SLOS = {"relaxed": Slo(2.0, 0.100), "tight": Slo(1.0, 0.050)}
 
 
 def run_one(workload, slo: Slo, models: tuple[str, ...], regions: tuple[str, ...], options: SimOptions,
-            num_seeds: int = 1) -> dict:
+            num_seeds: int = 1, max_seeds: int = 24, bill_se_frac: float = 0.03) -> dict:
     req = PlanRequest(models=models, slo=slo, regions=regions, spot=options.spot)
     peak = workload.peak_factor(slo.ttft_p99_s * req.knobs.ttft_budget_frac)
     buckets = bucketize(workload, peak)
@@ -40,7 +40,14 @@ def run_one(workload, slo: Slo, models: tuple[str, ...], regions: tuple[str, ...
     plan = make_plan(buckets, req)
     plan_s = time.perf_counter() - started
     started = time.perf_counter()
-    sims = [simulate(plan, workload, dataclasses.replace(options, seed=options.seed + k)) for k in range(num_seeds)]
+    sims = []
+    if not any(r["market"] == "spot" for r in plan["replicas"]):
+        num_seeds = 1  # nothing to interrupt: every replay is the same
+    # at least num_seeds replays; more (up to max_seeds) while the mean bill's standard error exceeds
+    # bill_se_frac of the plan's $/hour (a few interruptions of a small fleet swing one hour's bill)
+    while len(sims) < num_seeds or (len(sims) < max_seeds and _se(sims) > bill_se_frac * plan["usd_per_hour"]):
+        sims.append(simulate(plan, workload, dataclasses.replace(options, seed=options.seed + len(sims))))
+    num_seeds = len(sims)
     sim_s = (time.perf_counter() - started) / num_seeds
     sim = min(sims, key=lambda x: x["slo_attainment"])  # the worst replay's latencies and attainment
     sim_cost_usd = sum(x["cost_usd"] for x in sims) / num_seeds  # the bill: the mean over replays
@@ -56,7 +63,8 @@ def run_one(workload, slo: Slo, models: tuple[str, ...], regions: tuple[str, ...
         "fleet": [f"{r['count']}x {r['instance_type']} {r['market']} {r['region']}" for r in plan["replicas"]],
         "usd_per_hour": plan["usd_per_hour"], "plan_usd_per_hour": plan["usd_per_hour"],
         "list_usd_per_hour": plan["list_usd_per_hour"], "simulated_usd_per_hour": sim_usd_per_hour,
-        "bill_over_plan": sim_usd_per_hour / plan["usd_per_hour"] - 1, "baselines": plan["baselines"],
+        "bill_over_plan": sim_usd_per_hour / plan["usd_per_hour"] - 1,
+        "bill_over_plan_se": _se(sims) / plan["usd_per_hour"], "baselines": plan["baselines"],
         "saving_vs_single_ondemand": plan["saving_vs_single_ondemand"],
         "usd_per_1m_output_tokens": plan["usd_per_1m_output_tokens"],
         "floor_usd_per_1m_output_tokens": plan["floor_usd_per_1m_output_tokens"],
@@ -74,6 +82,15 @@ def run_one(workload, slo: Slo, models: tuple[str, ...], regions: tuple[str, ...
     }
 
 
+def _se(sims: list[dict]) -> float:
+    """Standard error of the mean simulated $/hour over the replays so far (inf with fewer than two)."""
+    if len(sims) < 2:
+        return float("inf")
+    bills = [x["usd_per_hour"] for x in sims]
+    mean = sum(bills) / len(bills)
+    return (sum((b - mean) ** 2 for b in bills) / (len(bills) - 1) / len(bills)) ** 0.5
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "cloud")
@@ -81,7 +98,9 @@ def main() -> None:
     parser.add_argument("--models", default="llama-3.1-8b")
     parser.add_argument("--regions", default="us-east-1,us-east-2,us-west-2")
     parser.add_argument("--traces", default="conv,code")
-    parser.add_argument("--seeds", type=int, default=8, help="spot replays per point (the bill is their mean)")
+    parser.add_argument("--seeds", type=int, default=8, help="spot replays per point at least (the bill is their mean)")
+    parser.add_argument("--max-seeds", type=int, default=24, help="replays per point at most, taken while the mean "
+                        "bill's standard error is above 3%% of the plan's $/hour")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "planner.json")
     args = parser.parse_args()
     spot_files = sorted(glob.glob(str(args.data / "spot_traces/skypilot_spot_traces/preemption/1-node/aws-04-22-2023/*")))
@@ -99,7 +118,7 @@ def main() -> None:
             workload = trace.rescaled(factor=mult).tiled(trace.duration_s)
             for slo_name, slo in SLOS.items():
                 row = {"trace": name, "rate_multiple": mult, "slo": slo_name, "ttft_p99_target_s": slo.ttft_p99_s,
-                       "tpot_p99_target_s": slo.tpot_p99_s, **run_one(workload, slo, models, regions, options, args.seeds)}
+                       "tpot_p99_target_s": slo.tpot_p99_s, **run_one(workload, slo, models, regions, options, args.seeds, args.max_seeds)}
                 rows.append(row)
                 print(f"{name:<5} {row['rate_req_per_s']:>5.1f} {slo_name:<7} {row['usd_per_hour']:>8.2f} {row['simulated_usd_per_hour']:>7.2f} "
                       f"{row['baseline_usd_per_hour']:>13.2f} {row['saving_vs_single_ondemand'] * 100:>5.0f}% "
