@@ -25,6 +25,7 @@ class DeploymentSpec:
     usd_per_1m_output_tokens: float = 0.0
     max_concurrency: int = 8  # jobs one worker runs at once on this deployment
     max_queue_depth: int = 256  # queued (not yet running) jobs before the proxy answers 429
+    aging_s_per_token: float | None = None  # shortest-first scale, see queue_aging_s_per_token; None = derived
     context_window_tokens: int = 0  # 0 = ask the backend
     timeout_s: float = 600.0  # upstream request timeout
     default_temperature: float = 1.0  # used when a request gives no temperature (local backend)
@@ -51,6 +52,8 @@ class DeploymentSpec:
                 raise ValueError(f"deployment {self.name!r}: {field_name} must be >= 0")
         if self.max_concurrency < 1:
             raise ValueError(f"deployment {self.name!r}: max_concurrency must be >= 1, got {self.max_concurrency}")
+        if self.aging_s_per_token is not None and not self.aging_s_per_token >= 0:
+            raise ValueError(f"deployment {self.name!r}: aging_s_per_token must be >= 0 (0: FCFS), or left out")
         if self.max_queue_depth < 1:
             raise ValueError(f"deployment {self.name!r}: max_queue_depth must be >= 1, got {self.max_queue_depth}")
         if not 0.0 <= self.default_temperature <= 2.0 or not 0.0 < self.default_top_p <= 1.0:
@@ -86,3 +89,17 @@ def bundled_deployment() -> DeploymentSpec:
     """The embedded default: the bundled SmolLM2 on the local engine, with its model card's sampling defaults."""
     return DeploymentSpec(name="local-smollm2", backend="local", model=BUNDLED_MODEL, default_temperature=0.2,
                           default_top_p=0.9)
+
+
+def queue_aging_s_per_token(spec: DeploymentSpec, default_s_per_token: float) -> float:
+    """How much later a job on this deployment counts as arriving per predicted output token (shortest first).
+
+    The deployment's own `aging_s_per_token` if set; else, when its throughput is measured, the time one
+    sequence's slot spends per output token (max_concurrency / tokens_per_s), so a job predicted N tokens
+    longer yields to a shorter one for as long as those N tokens take to write there; else the queue's default.
+    """
+    if spec.aging_s_per_token is not None:
+        return spec.aging_s_per_token
+    if spec.tokens_per_s > 0:
+        return spec.max_concurrency / spec.tokens_per_s
+    return default_s_per_token

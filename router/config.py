@@ -41,7 +41,8 @@ class QueueSettings:
     lease_timeout_s: float = 10.0  # a worker silent this long is presumed dead; its jobs are resumed elsewhere
     result_ttl_s: float = 3600.0  # how long a finished job's record and events stay in Redis
     drain_timeout_s: float = 90.0  # on SIGTERM a worker finishes jobs this long, then hands the rest back
-    aging_s_per_token: float = 0.01  # a job predicted 100 tokens longer counts as arriving 1 s later
+    aging_s_per_token: float = 0.01  # default per deployment (backends/deployment.py queue_aging_s_per_token):
+    # a job predicted 100 tokens longer counts as arriving 1 s later
     max_priority_delay_s: float = 30.0  # priority holds a job back at most this long
     retry_after_s: float = 1.0  # Retry-After of a 429 when a deployment's queue is full
 
@@ -65,11 +66,15 @@ class QueueSettings:
 
     def queue_options(self, deployments: "tuple[DeploymentSpec, ...]") -> dict[str, Any]:
         """Keyword arguments of create_queue(self.kind, ...)."""
+        from backends.deployment import queue_aging_s_per_token
         from backends.workqueue.base import Aging
 
         options: dict[str, Any] = {
             "max_queue_depth_by_deployment": {d.name: d.max_queue_depth for d in deployments},
             "aging": Aging(s_per_priority=self.aging_s_per_token, max_delay_s=self.max_priority_delay_s),
+            "aging_by_deployment": {
+                d.name: Aging(s_per_priority=queue_aging_s_per_token(d, self.aging_s_per_token),
+                              max_delay_s=self.max_priority_delay_s) for d in deployments},
         }
         if self.kind == "redis":
             options.update(redis_url=self.redis_url, key_prefix=self.key_prefix,

@@ -37,8 +37,10 @@ def _build(cls: type, data: Mapping[str, Any], section: str) -> Any:
         if expected == (bool | None):
             if value is not None and not isinstance(value, bool):
                 raise ValueError(f"[{section}] {key} must be true or false, got {value!r}")
-        elif expected is float and isinstance(value, int) and not isinstance(value, bool):
+        elif expected in (float, float | None) and isinstance(value, int) and not isinstance(value, bool):
             values[key] = float(value)
+        elif expected == (float | None) and not isinstance(value, float):
+            raise ValueError(f"[{section}] {key} must be a number, got {value!r}")
         elif expected in (int, str, bool) and (not isinstance(value, expected) or
                                               (expected is int and isinstance(value, bool))):
             raise ValueError(f"[{section}] {key} must be {expected.__name__}, got {value!r}")

@@ -32,10 +32,11 @@ class _JobState:
 
 class MemoryWorkQueue:
     def __init__(self, max_queue_depth: int = 256, max_queue_depth_by_deployment: dict[str, int] | None = None,
-                 aging: Aging | None = None):
+                 aging: Aging | None = None, aging_by_deployment: dict[str, Aging] | None = None):
         self._default_max_depth = max_queue_depth
         self._max_depth = dict(max_queue_depth_by_deployment or {})
         self._aging = aging or Aging()
+        self._aging_by_deployment = dict(aging_by_deployment or {})  # overrides `aging` per deployment
         self._heaps: dict[str, list[tuple[float, int, str]]] = {}
         self._jobs: dict[str, _JobState] = {}
         self._arrivals = itertools.count()
@@ -51,7 +52,8 @@ class MemoryWorkQueue:
                 f"deployment {job.deployment!r} has {depth} jobs waiting (max_queue_depth={max_depth}); retry later",
                 retry_after_s=1.0,
             )
-        key = (self._aging.score(job.priority, time.monotonic()), next(self._arrivals), job.job_id)
+        aging = self._aging_by_deployment.get(job.deployment, self._aging)
+        key = (aging.score(job.priority, time.monotonic()), next(self._arrivals), job.job_id)
         self._jobs[job.job_id] = _JobState(job, key)
         await self._push(job.deployment, key)
 

@@ -80,7 +80,8 @@ class RedisWorkQueue:
 
     def __init__(self, redis_url: str = "redis://127.0.0.1:6379/0", key_prefix: str = "tamer",
                  max_queue_depth: int = 256, max_queue_depth_by_deployment: dict[str, int] | None = None,
-                 aging: Aging | None = None, lease_timeout_s: float = 10.0, result_ttl_s: float = 3600.0,
+                 aging: Aging | None = None, aging_by_deployment: dict[str, Aging] | None = None,
+                 lease_timeout_s: float = 10.0, result_ttl_s: float = 3600.0,
                  retry_after_s: float = 1.0, socket_timeout_s: float = 5.0, load_cache_s: float = 0.25,
                  consumer_id: str | None = None) -> None:
         from redis.exceptions import ConnectionError as RedisConnectionError
@@ -93,6 +94,7 @@ class RedisWorkQueue:
         self._default_max_depth = max_queue_depth
         self._max_depth = dict(max_queue_depth_by_deployment or {})
         self._aging = aging or Aging()
+        self._aging_by_deployment = dict(aging_by_deployment or {})  # overrides `aging` per deployment
         self.lease_timeout_s = lease_timeout_s
         self.result_ttl_s = result_ttl_s
         self.retry_after_s = retry_after_s
@@ -146,10 +148,11 @@ class RedisWorkQueue:
         timeout_s = max(job.deadline_at_s - time.time(), 0.001) if job.deadline_at_s else 0.0
         waiting_ttl_s = math.ceil(timeout_s or _NO_DEADLINE_TTL_S) + int(self.result_ttl_s)
         self._inbox.expect(job.job_id)
+        aging = self._aging_by_deployment.get(job.deployment, self._aging)
         try:
             accepted, depth = await self._call("submit", [
                 job.job_id, job.deployment, _to_json(job.to_dict()),
-                self._aging.delay_s(job.priority), max_depth, self._inbox.proxy_id, job.est_tokens,
+                aging.delay_s(job.priority), max_depth, self._inbox.proxy_id, job.est_tokens,
                 waiting_ttl_s, int(timeout_s * 1000),
             ])
         except BaseException:

@@ -23,6 +23,26 @@ def test_redis_settings_from_toml_and_env():
     assert settings_from_dict({}, {}).queue.runs_embedded_worker  # memory: the proxy is the worker
 
 
+def test_each_deployment_gets_its_aging_scale():
+    s = settings_from_dict({"queue": {"aging_s_per_token": 0.02, "max_priority_delay_s": 60}, "deployments": [
+        {"name": "cpu", "backend": "local", "model": "m", "aging_s_per_token": 0.15},
+        {"name": "gpu", "backend": "openai", "model": "m", "url": "http://h/v1", "max_concurrency": 64,
+         "tokens_per_s": 3200, "instance_type": "g6e.xlarge"},
+        {"name": "api", "backend": "openai", "model": "m", "url": "http://h/v1"},
+        {"name": "fcfs", "backend": "openai", "model": "m", "url": "http://h/v1", "aging_s_per_token": 0}]}, {})
+    by_deployment = s.queue.queue_options(s.deployments)["aging_by_deployment"]
+    assert by_deployment["cpu"] == Aging(0.15, 60.0)  # stated
+    assert by_deployment["gpu"] == Aging(64 / 3200, 60.0)  # one slot's time per token
+    assert by_deployment["api"] == Aging(0.02, 60.0)  # the queue's default
+    assert by_deployment["fcfs"] == Aging(0.0, 60.0)
+    with pytest.raises(ValueError, match="aging_s_per_token must be >= 0"):
+        settings_from_dict({"deployments": [{"name": "x", "backend": "local", "model": "m",
+                                             "aging_s_per_token": -0.5}]}, {})
+    with pytest.raises(ValueError, match="must be a number"):
+        settings_from_dict({"deployments": [{"name": "x", "backend": "local", "model": "m",
+                                             "aging_s_per_token": "fast"}]}, {})
+
+
 @pytest.mark.parametrize("data, env, message", [
     ({"queue": {"embedded_worker": False}}, {}, "needs a shared queue"),
     ({"queue": {"embedded_worker": "no"}}, {}, "must be true or false"),

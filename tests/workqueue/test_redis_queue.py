@@ -60,6 +60,19 @@ async def test_fcfs_then_priority_with_bounded_aging(make):
     assert [(await capped.claim(["d"], 0)).job_id for _ in range(2)] == ["huge", "tiny"]
 
 
+@pytest.mark.parametrize("kind", ["redis", "memory"])
+async def test_each_deployment_ages_on_its_own_scale(kind, make):
+    slow = Aging(s_per_priority=1.0, max_delay_s=600)  # e.g. a CPU engine: a second per token and slot
+    options = {"aging": Aging(s_per_priority=0.0), "aging_by_deployment": {"slow": slow}}
+    q = make(**options) if kind == "redis" else create_queue("memory", **options)
+    for jid, prio in [("long", 200), ("short", 5)]:
+        await q.submit(job(f"slow-{jid}", prio, deployment="slow"))
+        await q.submit(job(f"fast-{jid}", prio, deployment="fast"))
+        await asyncio.sleep(0.05)  # the long jobs arrive first
+    assert [(await q.claim(["slow"], 0)).job_id for _ in range(2)] == ["slow-short", "slow-long"]
+    assert [(await q.claim(["fast"], 0)).job_id for _ in range(2)] == ["fast-long", "fast-short"]  # FCFS
+
+
 async def test_claim_waits_for_work_and_only_from_named_deployments(make):
     q = make()
     await q.submit(job("other", deployment="x"))
