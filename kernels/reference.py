@@ -3,6 +3,9 @@
 The paged KV cache of one layer is two tensors `key_cache`, `value_cache` of shape
 (num_blocks, block_size, num_kv_heads, head_dim); token t of a sequence lives in block
 `block_table[t // block_size]` at offset `t % block_size`, i.e. at slot `block * block_size + offset`.
+Those tensors are either contiguous or views of heads-outer storage (num_kv_heads, num_blocks, block_size,
+head_dim), the CPU cache's layout: there one index_select gathers each (kv head, sequence) pair's keys as one
+contiguous matrix, so decode attention is two batched matmuls with no transposing copy.
 """
 
 from __future__ import annotations
@@ -78,34 +81,53 @@ def silu_and_mul(x: torch.Tensor) -> torch.Tensor:
     return F.silu(x[..., :half]) * x[..., half:]
 
 
+def heads_outer_storage(cache: torch.Tensor) -> torch.Tensor | None:
+    """The (num_kv_heads, num_blocks, block_size, head_dim) contiguous storage behind `cache`, when `cache` is a
+    permuted view of one (the CPU cache's layout, see backends/engine/kv_cache.py); None for other layouts."""
+    storage = cache.permute(2, 0, 1, 3)
+    return storage if storage.is_contiguous() else None
+
+
 def store_kv_cache(key: torch.Tensor, value: torch.Tensor, key_cache: torch.Tensor, value_cache: torch.Tensor,
                    slot_mapping: torch.Tensor) -> None:
     """Write each new token's key and value into its slot of the paged cache: cache[slot] = kv[t].
 
     key, value: (num_tokens, num_kv_heads, head_dim); key_cache, value_cache: (num_blocks, block_size,
-    num_kv_heads, head_dim); slot_mapping: (num_tokens,) int64, slot = block * block_size + offset.
-    A negative slot means "do not store" (padding).
+    num_kv_heads, head_dim), either contiguous or a heads-outer view (heads_outer_storage);
+    slot_mapping: (num_tokens,) int64, slot = block * block_size + offset. A negative slot means "do not store".
     """
     num_kv_heads, head_dim = key.shape[1], key.shape[2]
     keep = slot_mapping >= 0  # (num_tokens,)
     if not bool(keep.all()):
         slot_mapping, key, value = slot_mapping[keep], key[keep], value[keep]
-    key_cache.view(-1, num_kv_heads, head_dim).index_copy_(0, slot_mapping, key.to(key_cache.dtype))
-    value_cache.view(-1, num_kv_heads, head_dim).index_copy_(0, slot_mapping, value.to(value_cache.dtype))
+    slot_mapping = slot_mapping.long()
+    for new, cache in ((key, key_cache), (value, value_cache)):
+        storage = heads_outer_storage(cache)
+        if storage is not None:  # (num_kv_heads, num_slots, head_dim) <- (num_kv_heads, num_tokens, head_dim)
+            storage.view(num_kv_heads, -1, head_dim).index_copy_(1, slot_mapping, new.to(cache.dtype).transpose(0, 1))
+        else:
+            cache.view(-1, num_kv_heads, head_dim).index_copy_(0, slot_mapping, new.to(cache.dtype))
 
 
-def gather_kv(cache: torch.Tensor, block_tables: torch.Tensor, max_len: int) -> torch.Tensor:
-    """The first `max_len` tokens of each sequence's keys (or values), padded: (num_seqs, max_len, kv_heads, dim).
+def gather_kv_by_head(cache: torch.Tensor, block_tables: torch.Tensor, num_blocks: int) -> torch.Tensor:
+    """The first `num_blocks` blocks of each sequence's keys (or values), one contiguous row per (head, sequence):
+    (num_kv_heads, num_seqs, num_blocks * block_size, head_dim).
 
-    Entries past a sequence's length are whatever its (possibly padding) blocks hold; mask them.
-    cache: (num_blocks, block_size, num_kv_heads, head_dim); block_tables: (num_seqs, max_blocks) int.
+    Entries past a sequence's length are whatever its (possibly padding) blocks hold; mask them. One
+    index_select from heads-outer storage; a gather plus a transposing copy from the contiguous layout.
+    cache: (num_blocks_total, block_size, num_kv_heads, head_dim); block_tables: (num_seqs, max_blocks) int.
     """
     total_blocks, block_size, num_kv_heads, head_dim = cache.shape
     num_seqs = block_tables.shape[0]
-    num_blocks = (max_len + block_size - 1) // block_size
     table = block_tables[:, :num_blocks].reshape(-1).long().clamp(min=0)  # -1 holes read block 0
-    rows = torch.index_select(cache.view(total_blocks, -1), 0, table)  # (num_seqs * num_blocks, block numel)
-    return rows.view(num_seqs, num_blocks * block_size, num_kv_heads, head_dim)[:, :max_len]
+    storage = heads_outer_storage(cache)
+    if storage is not None:
+        rows = (table[None, :] + torch.arange(num_kv_heads, device=cache.device)[:, None] * total_blocks).reshape(-1)
+        picked = storage.view(num_kv_heads * total_blocks, -1).index_select(0, rows)  # (heads * seqs * blocks, ...)
+        return picked.view(num_kv_heads, num_seqs, num_blocks * block_size, head_dim)
+    picked = torch.index_select(cache.view(total_blocks, -1), 0, table)  # (seqs * blocks, block_size * heads * dim)
+    picked = picked.view(num_seqs, num_blocks * block_size, num_kv_heads, head_dim)
+    return picked.permute(2, 0, 1, 3).contiguous()
 
 
 def paged_decode_attention(query: torch.Tensor, key_cache: torch.Tensor, value_cache: torch.Tensor,
@@ -116,16 +138,24 @@ def paged_decode_attention(query: torch.Tensor, key_cache: torch.Tensor, value_c
     with g = num_heads // num_kv_heads (grouped-query attention). Softmax in fp32.
     query: (num_seqs, num_heads, head_dim); block_tables: (num_seqs, max_blocks) int32 (unused entries may
     hold anything); context_lens: (num_seqs,) int32, each >= 1. Returns (num_seqs, num_heads, head_dim).
+    Computed as two batched matmuls over (kv head, sequence) pairs, each of g query rows.
     """
-    num_heads, num_kv_heads = query.shape[1], key_cache.shape[2]
-    max_len = int(context_lens.max())
-    k = gather_kv(key_cache, block_tables, max_len).float()  # (num_seqs, max_len, num_kv_heads, head_dim)
-    v = gather_kv(value_cache, block_tables, max_len).float()
-    valid = torch.arange(max_len, device=query.device)[None, :] < context_lens[:, None].long()  # (num_seqs, max_len)
-    out = F.scaled_dot_product_attention(
-        query.float()[:, :, None, :], k.transpose(1, 2), v.transpose(1, 2), attn_mask=valid[:, None, None, :],
-        scale=scale, enable_gqa=num_heads != num_kv_heads)  # (num_seqs, num_heads, 1, head_dim)
-    return out[:, :, 0, :].to(query.dtype)
+    num_seqs, num_heads, head_dim = query.shape
+    block_size, num_kv_heads = key_cache.shape[1], key_cache.shape[2]
+    group = num_heads // num_kv_heads
+    num_blocks = (int(context_lens.max()) + block_size - 1) // block_size
+    width = num_blocks * block_size
+    k = gather_kv_by_head(key_cache, block_tables, num_blocks).float()  # (num_kv_heads, num_seqs, width, head_dim)
+    v = gather_kv_by_head(value_cache, block_tables, num_blocks).float()
+    q = (query.float() * scale).view(num_seqs, num_kv_heads, group, head_dim).transpose(0, 1)  # (kvh, seqs, g, dim)
+    invalid = torch.arange(width, device=query.device)[None, :] >= context_lens[:, None].long()  # (num_seqs, width)
+    bias = torch.zeros(num_seqs, 1, width, device=query.device).masked_fill_(invalid[:, None, :], float("-inf"))
+    pairs = num_kv_heads * num_seqs
+    scores = torch.baddbmm(bias.repeat(num_kv_heads, 1, 1), q.reshape(pairs, group, head_dim),
+                           k.view(pairs, width, head_dim).transpose(1, 2))  # (pairs, g, width)
+    out = torch.bmm(torch.softmax(scores, dim=-1), v.view(pairs, width, head_dim))  # (pairs, g, head_dim)
+    out = out.view(num_kv_heads, num_seqs, group, head_dim).transpose(0, 1)  # (num_seqs, kvh, g, head_dim)
+    return out.reshape(num_seqs, num_heads, head_dim).to(query.dtype)
 
 
 def paged_prefill_attention(query: torch.Tensor, key_cache: torch.Tensor, value_cache: torch.Tensor,
@@ -142,7 +172,7 @@ def paged_prefill_attention(query: torch.Tensor, key_cache: torch.Tensor, value_
     query_start_loc: (num_seqs + 1,) int32; context_lens: (num_seqs,) int32. Returns query's shape.
     """
     num_heads, head_dim = query.shape[1], query.shape[2]
-    num_kv_heads = key_cache.shape[2]
+    block_size, num_kv_heads = key_cache.shape[1], key_cache.shape[2]
     out = torch.empty_like(query)
     starts = query_start_loc.tolist()
     lens = context_lens.tolist()
@@ -151,11 +181,10 @@ def paged_prefill_attention(query: torch.Tensor, key_cache: torch.Tensor, value_
         q_len = q_end - q_start
         if q_len == 0:
             continue
-        k = gather_kv(key_cache, block_tables[s:s + 1], context_len)[0]  # (context_len, num_kv_heads, head_dim)
-        v = gather_kv(value_cache, block_tables[s:s + 1], context_len)[0]
-        q = query[q_start:q_end].float().transpose(0, 1)  # (num_heads, q_len, head_dim)
-        k = k.float().transpose(0, 1)  # (num_kv_heads, context_len, head_dim)
-        v = v.float().transpose(0, 1)
+        num_blocks = (context_len + block_size - 1) // block_size
+        k = gather_kv_by_head(key_cache, block_tables[s:s + 1], num_blocks)[:, 0, :context_len].float()
+        v = gather_kv_by_head(value_cache, block_tables[s:s + 1], num_blocks)[:, 0, :context_len].float()
+        q = query[q_start:q_end].float().transpose(0, 1)  # (num_heads, q_len, head_dim); k, v: (kvh, context, dim)
         q_pos = torch.arange(context_len - q_len, context_len, device=query.device)[:, None]  # (q_len, 1)
         k_pos = torch.arange(context_len, device=query.device)[None, :]  # (1, context_len)
         mask = k_pos <= q_pos  # (q_len, context_len)

@@ -94,3 +94,29 @@ def test_paged_prefill_attention_matches_dense(context_lens, query_lens, block_s
         got = out[starts[s]:starts[s + 1]]
         torch.testing.assert_close(got, dense_attention(q[starts[s]:starts[s + 1]], keys[s], values[s], scale),
                                    rtol=1e-5, atol=1e-5)
+
+
+def heads_outer_copy(cache: torch.Tensor) -> torch.Tensor:
+    """The same cache stored heads outer, as the CPU engine stores it, seen in the usual shape."""
+    return cache.permute(2, 0, 1, 3).contiguous().permute(1, 2, 0, 3)
+
+
+def test_heads_outer_cache_gives_the_same_results_as_the_contiguous_one():
+    context_lens, block_size, num_heads, num_kv_heads, head_dim = [40, 9, 70], 16, 6, 2, 32
+    key_cache, value_cache, tables, _, _ = paged_layout(context_lens, block_size, num_kv_heads, head_dim)
+    key_ho, value_ho = heads_outer_copy(key_cache), heads_outer_copy(value_cache)
+    assert ops.heads_outer_storage(key_ho) is not None and ops.heads_outer_storage(key_cache) is None
+    lens = torch.tensor(context_lens, dtype=torch.int32)
+    q = torch.randn(3, num_heads, head_dim)
+    torch.testing.assert_close(ops.paged_decode_attention(q, key_ho, value_ho, tables, lens, 0.2),
+                               ops.paged_decode_attention(q, key_cache, value_cache, tables, lens, 0.2))
+    starts = torch.tensor([0, 8, 17, 18], dtype=torch.int32)
+    q = torch.randn(18, num_heads, head_dim)
+    torch.testing.assert_close(ops.paged_prefill_attention(q, key_ho, value_ho, tables, starts, lens, 0.2),
+                               ops.paged_prefill_attention(q, key_cache, value_cache, tables, starts, lens, 0.2))
+    k, v = torch.randn(4, num_kv_heads, head_dim), torch.randn(4, num_kv_heads, head_dim)
+    slots = torch.tensor([7, 0, -1, 50])
+    ops.store_kv_cache(k, v, key_cache, value_cache, slots)
+    ops.store_kv_cache(k, v, key_ho, value_ho, slots)
+    torch.testing.assert_close(key_ho, key_cache)
+    torch.testing.assert_close(value_ho, value_cache)
