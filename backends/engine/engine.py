@@ -146,6 +146,7 @@ class LLMEngine:
 
         engine_options are EngineConfig fields (max_num_batched_tokens, kv_cache_gib, block_size, ...).
         """
+        from backends.engine.cpu_memory import keep_freed_memory
         from backends.engine.weights import load_model
 
         started = time.perf_counter()
@@ -153,6 +154,8 @@ class LLMEngine:
         model_dir, model_name = resolve_model_dir(model)
         torch_device = resolve_device(device)
         torch_dtype = resolve_dtype(dtype, torch_device)
+        if torch_device.type == "cpu":
+            keep_freed_memory()  # reuse the step's temporaries instead of mapping them afresh (cpu_memory.py)
         config = ModelConfig.from_model_dir(model_dir)
         tokenizer = Tokenizer.from_model_dir(model_dir)
         network = load_model(model_dir, config, device=torch_device, dtype=torch_dtype)
