@@ -1,11 +1,13 @@
 """Prefill throughput of a self-hosted deployment: prompt tokens/s of one replica, for the GPU-time cost.
 
-A replica pauses its decoding batch to prefill a new prompt (cost_model/capacity.py: one request holds the
-replica O * step(B) / B + prefill(I) seconds), so a request's share of the instance hour is
+A request's share of the instance hour is the replica time it takes:
     O / tokens_per_s + I / prefill_tokens_per_s.
-tokens_per_s is measured (the deployment's). prefill_tokens_per_s is the deployment's own when it states one
-(measured, e.g. by `tamer profile`); otherwise it comes from the performance model the
-planner uses (cost_model/perf.py): the deployment's model on its instance's GPUs prefills a reference prompt
+The planner (cost_model/capacity.py) charges the same request less for its prompt: chunked prefill rides in
+steps that also decode the running batch, so a prompt costs only what those mixed steps add, which depends on
+the batch and context at the time. The router knows neither when it prices a request, so it charges the whole
+prefill at the replica's prefill rate: an upper bound of the planner's charge, tight for long prompts.
+tokens_per_s is measured (the deployment's). prefill_tokens_per_s is the deployment's own when it states one;
+otherwise it comes from the performance model the planner uses (cost_model/perf.py): the deployment's model on its instance's GPUs prefills a reference prompt
 of I = REFERENCE_INPUT_TOKENS in prefill_s(I), so prefill_tokens_per_s = I / prefill_s(I). That needs an
 `instance_type` in the catalog and a model the catalog knows (its `model`, upstream or card name, lower-case,
 without an "org/" prefix or an "-instruct"/"-chat"/"-it" suffix) that fits the instance. Otherwise the
