@@ -43,7 +43,7 @@ class LocalBackend:
 
         source = self.spec.path or (None if self.spec.model == BUNDLED_MODEL else self.spec.model)
         self.engine = await asyncio.to_thread(
-            LLMEngine.from_pretrained, source, device=self.spec.device or None,
+            LLMEngine.from_pretrained, source, device=self.spec.device or None, dtype=self.spec.dtype or None,
             max_num_seqs=self.spec.max_concurrency, kv_cache_gib=self.spec.kv_cache_gib or None,
         )
         self._thread = EngineThread(self.engine)

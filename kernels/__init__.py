@@ -1,3 +1,3 @@
-"""The engine's hot ops: `kernels.ops` dispatches each to its Triton kernel (`kernels.triton`) or to its plain-torch
-reference (`kernels.reference`, the CPU path and the test oracle). Importing this package imports neither triton
-nor torch."""
+"""The engine's hot ops: `kernels.ops` dispatches each to its Triton kernel (`kernels.triton`, CUDA), its C++ CPU
+kernel (`kernels.cpu`, compiled on first use), or its plain-torch reference (`kernels.reference`, the test oracle
+and the fallback). Importing this package imports neither triton nor torch."""

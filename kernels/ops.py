@@ -1,12 +1,15 @@
 """The seam the engine calls: every hot op, dispatched to its Triton kernel or to its torch reference.
 
 Backends, chosen per process with `set_kernel_backend(name)` or for a block with `with kernel_backend(name):`
-  auto       (default) the Triton kernel for CUDA tensors when triton imports, `kernels.reference` otherwise;
+  auto       (default) the Triton kernel for CUDA tensors when triton imports; for CPU tensors the C++ kernel
+             of `kernels.cpu` where the op has one and it builds here, `kernels.reference` otherwise;
   triton     always the Triton kernel: CUDA tensors, or CPU tensors in triton's interpreter, which needs
              TRITON_INTERPRET=1 in the environment before the first kernel module is imported;
+  cpu        the C++ kernel for the ops in CPU_OPS (an error if it cannot be built), the reference for the rest;
   reference  always `kernels.reference`.
-Each op has the signature and semantics of its `kernels.reference` twin; triton is imported on first use.
-`rope_cos_sin` stays torch (it runs once per step, not per layer). The backend is process-wide, not per thread.
+Each op has the signature and semantics of its `kernels.reference` twin; triton is imported, and the C++
+kernels compiled (kernels/cpu/build.py), on first use. `rope_cos_sin` stays torch (it runs once per step, not
+per layer). The backend is process-wide, not per thread.
 """
 
 from __future__ import annotations
@@ -20,9 +23,14 @@ import torch
 
 from kernels import reference
 
-BACKENDS = ("auto", "triton", "reference")
+BACKENDS = ("auto", "triton", "cpu", "reference")
+# Ops with a C++ CPU kernel in kernels/cpu. Prefill attention stays torch: one fused scaled_dot_product_attention
+# per sequence already does its work in a few large calls.
+CPU_OPS = ("rms_norm", "fused_add_rms_norm", "rotary_embedding", "silu_and_mul", "store_kv_cache",
+           "paged_decode_attention")
 _state = {"backend": "auto"}
 _triton_ops: dict[str, Callable] = {}  # op name -> Triton launcher, filled on first use
+_cpu_ops: dict[str, Callable] = {}  # op name -> C++ CPU launcher, filled on first use
 
 
 class UnknownKernelBackendError(ValueError):
@@ -76,6 +84,26 @@ def _triton_op(name: str) -> Callable:
     return _triton_ops[name]
 
 
+def _cpu_op(name: str) -> Callable:
+    if name not in _cpu_ops:
+        _cpu_ops[name] = getattr(importlib.import_module(f"kernels.cpu.{name}"), name)
+    return _cpu_ops[name]
+
+
+def cpu_kernels_available() -> bool:
+    """True when the C++ CPU kernels build and load here (the first call builds them, about a minute)."""
+    from kernels.cpu.build import cpu_kernels_available as available
+
+    return available()
+
+
+def prepare(device: torch.device) -> None:
+    """Build now what the backend in force will run for tensors on `device` (the C++ CPU kernels), so that
+    the first step does not wait for it."""
+    if device.type == "cpu" and _state["backend"] in ("auto", "cpu"):
+        cpu_kernels_available()
+
+
 def _is_interpreter_active() -> bool:
     from kernels.triton.launch import interpreter_active
 
@@ -85,7 +113,13 @@ def _is_interpreter_active() -> bool:
 def _select(name: str, x: torch.Tensor) -> Callable:
     """The implementation of op `name` for tensors on x's device under the backend in force."""
     backend = _state["backend"]
-    if backend == "reference" or (backend == "auto" and not (x.is_cuda and is_triton_importable())):
+    if backend == "reference":
+        return getattr(reference, name)
+    if backend == "cpu" or (backend == "auto" and not x.is_cuda):
+        if name in CPU_OPS and x.device.type == "cpu" and (backend == "cpu" or cpu_kernels_available()):
+            return _cpu_op(name)
+        return getattr(reference, name)
+    if backend == "auto" and not is_triton_importable():
         return getattr(reference, name)
     if not is_triton_importable():
         raise TritonUnavailableError(f"kernel backend 'triton' needs triton, which failed to import "
@@ -96,6 +130,27 @@ def _select(name: str, x: torch.Tensor) -> Callable:
                                      "kernels run only in triton's interpreter: set TRITON_INTERPRET=1 before the "
                                      "first kernel is imported, move the tensors to CUDA, or use backend 'reference'")
     return op
+
+
+def pack_linear_weight(weight: torch.Tensor, batch_size_hint: int) -> torch.Tensor | None:
+    """The weight prepacked for `linear` where the backend in force would use the packed CPU path (CPU, fp32 or
+    bf16, oneDNN present, backend auto or cpu); None elsewhere, and `linear` then runs the plain weight."""
+    from kernels.cpu import packed_linear
+
+    if _state["backend"] not in ("auto", "cpu") or not packed_linear.can_pack(weight):
+        return None
+    return packed_linear.pack_weight(weight, batch_size_hint)
+
+
+def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
+           packed: torch.Tensor | None = None) -> torch.Tensor:
+    """See `kernels.reference.linear`; `packed` (from pack_linear_weight) runs through oneDNN instead of
+    torch's GEMM (kernels/cpu/packed_linear.py), except under the reference backend."""
+    if packed is not None and _state["backend"] != "reference":
+        from kernels.cpu.packed_linear import packed_linear
+
+        return packed_linear(x, packed, bias)
+    return reference.linear(x, weight, bias)
 
 
 def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:

@@ -1,17 +1,24 @@
-"""Plain-torch reference of every hot op: the CPU path and the test oracle for the Triton kernels.
+"""Plain-torch reference of every hot op: the test oracle of the Triton and C++ kernels, and the path wherever
+neither runs (a CPU without a C++ compiler, the `reference` backend).
 
 The paged KV cache of one layer is two tensors `key_cache`, `value_cache` of shape
 (num_blocks, block_size, num_kv_heads, head_dim); token t of a sequence lives in block
 `block_table[t // block_size]` at offset `t % block_size`, i.e. at slot `block * block_size + offset`.
 Those tensors are either contiguous or views of heads-outer storage (num_kv_heads, num_blocks, block_size,
 head_dim), the CPU cache's layout: there one index_select gathers each (kv head, sequence) pair's keys as one
-contiguous matrix, so decode attention is two batched matmuls with no transposing copy.
+contiguous matrix, so decode attention is two batched matmuls with no transposing copy (the C++ kernel in
+kernels/cpu reads the blocks in place instead, with no gather at all).
 """
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+
+
+def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """y = x W^T + b. x: (num_tokens, in_features); weight: (out_features, in_features). Returns x's dtype."""
+    return F.linear(x, weight, bias)
 
 
 def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:

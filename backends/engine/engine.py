@@ -33,6 +33,7 @@ from backends.engine.sampling_params import SamplingParams
 from backends.engine.scheduler import Scheduler, SchedulerConfig
 from backends.engine.sequence import Sequence
 from backends.engine.tokenizer import Tokenizer
+from kernels import ops
 
 log = logging.getLogger("tamer.engine")
 
@@ -156,9 +157,11 @@ class LLMEngine:
         torch_dtype = resolve_dtype(dtype, torch_device)
         if torch_device.type == "cpu":
             keep_freed_memory()  # reuse the step's temporaries instead of mapping them afresh (cpu_memory.py)
+        ops.prepare(torch_device)  # the C++ CPU kernels build here (once per machine), not in the first step
         config = ModelConfig.from_model_dir(model_dir)
         tokenizer = Tokenizer.from_model_dir(model_dir)
         network = load_model(model_dir, config, device=torch_device, dtype=torch_dtype)
+        network.pack_linears(engine_config.max_num_seqs)  # CPU: weights prepacked for oneDNN (kernels/cpu)
         engine = cls(model=network, tokenizer=tokenizer, config=config, model_name=model_name,
                      engine_config=engine_config)
         log.info("loaded %s from %s on %s (%s) in %.1f s; KV cache %d blocks x %d tokens (%.2f GiB)", model_name,

@@ -17,6 +17,19 @@ from backends.engine.kv_cache import PagedKVCache
 from kernels import ops
 
 
+class Linear(nn.Linear):
+    """nn.Linear through `kernels.ops.linear`; after pack(), on CPU, with its weight prepacked for oneDNN."""
+
+    packed: torch.Tensor | None = None
+
+    def pack(self, batch_size_hint: int) -> None:
+        """Prepack the weight where the kernel backend uses it (CPU); elsewhere a no-op."""
+        self.packed = ops.pack_linear_weight(self.weight, batch_size_hint)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return ops.linear(x, self.weight, self.bias, self.packed)
+
+
 class RMSNorm(nn.Module):
     def __init__(self, hidden_size: int, eps: float) -> None:
         super().__init__()
@@ -40,8 +53,8 @@ class Attention(nn.Module):
         self.scale = self.head_dim ** -0.5
         self.q_size = self.num_heads * self.head_dim
         self.kv_size = self.num_kv_heads * self.head_dim
-        self.qkv_proj = nn.Linear(config.hidden_size, self.q_size + 2 * self.kv_size, bias=config.qkv_bias)
-        self.o_proj = nn.Linear(self.q_size, config.hidden_size, bias=config.o_proj_bias)
+        self.qkv_proj = Linear(config.hidden_size, self.q_size + 2 * self.kv_size, bias=config.qkv_bias)
+        self.o_proj = Linear(self.q_size, config.hidden_size, bias=config.o_proj_bias)
 
     def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, meta: AttentionMetadata,
                 cache: PagedKVCache) -> torch.Tensor:
@@ -71,8 +84,8 @@ class Attention(nn.Module):
 class MLP(nn.Module):
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
-        self.gate_up_proj = nn.Linear(config.hidden_size, 2 * config.intermediate_size, bias=config.mlp_bias)
-        self.down_proj = nn.Linear(config.intermediate_size, config.hidden_size, bias=config.mlp_bias)
+        self.gate_up_proj = Linear(config.hidden_size, 2 * config.intermediate_size, bias=config.mlp_bias)
+        self.down_proj = Linear(config.intermediate_size, config.hidden_size, bias=config.mlp_bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         gate_up = self.gate_up_proj(x)  # (num_tokens, 2 * intermediate_size)
@@ -114,7 +127,7 @@ class CausalLM(nn.Module):
         super().__init__()
         self.config = config
         self.model = DecoderBody(config)
-        self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
+        self.lm_head = Linear(config.hidden_size, config.vocab_size, bias=False)
         self.inv_freq = inv_freq  # (head_dim // 2,) fp32; a plain attribute so casting the model keeps it fp32
 
     def forward(self, input_ids: torch.Tensor, positions: torch.Tensor, meta: AttentionMetadata,
@@ -127,6 +140,12 @@ class CausalLM(nn.Module):
             h, residual = layer(h, residual, cos, sin, meta, cache)
         h, _ = self.model.norm(h, residual)
         return h
+
+    def pack_linears(self, batch_size_hint: int) -> None:
+        """Prepack every projection's weight for the CPU kernels (see kernels/cpu/packed_linear.py)."""
+        for module in self.modules():
+            if isinstance(module, Linear):
+                module.pack(batch_size_hint)
 
     def compute_logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """hidden: (num_rows, hidden_size) -> fp32 logits (num_rows, vocab_size)."""

@@ -15,6 +15,7 @@ from backends.engine.engine import LLMEngine
 from backends.engine.sampling_params import SamplingParams
 from backends.engine.scheduler import ScheduledSeq
 from backends.engine.sequence import Sequence
+from kernels import ops
 
 NUM_NEW_TOKENS = 24
 
@@ -63,9 +64,20 @@ def hf_greedy_choices(hf_model, prompt: list[int], output: list[int]) -> list[in
     return logits[len(prompt) - 1: -1].argmax(dim=-1).tolist()
 
 
-def test_bundled_greedy_matches_transformers(bundled_dir, load_hf):
-    engine = LLMEngine.from_pretrained(None, device="cpu", num_kv_blocks=44, max_num_batched_tokens=64, block_size=8,
-                                       max_num_seqs=8)
+@pytest.mark.parametrize("kernel_backend", ["auto", "reference"])
+def test_bundled_greedy_matches_transformers(bundled_dir, load_hf, kernel_backend):
+    """auto on CPU is the fast path (C++ decode attention, oneDNN-packed weights; asserted to be in use),
+    reference the plain-torch one."""
+    with ops.kernel_backend(kernel_backend):
+        engine = LLMEngine.from_pretrained(None, device="cpu", num_kv_blocks=44, max_num_batched_tokens=64,
+                                           block_size=8, max_num_seqs=8)
+        assert (engine.model.lm_head.packed is not None) == (kernel_backend == "auto")
+        if kernel_backend == "auto":
+            assert ops.cpu_kernels_available()
+        _check_bundled_greedy(engine, bundled_dir, load_hf)
+
+
+def _check_bundled_greedy(engine: LLMEngine, bundled_dir, load_hf) -> None:
     tokenizer = engine.tokenizer
     system = {"role": "system", "content": "You are a helpful assistant. Answer briefly and precisely."}
     chats = [[system, *chat] if i % 2 else chat for i, chat in enumerate(CHATS * 2)]

@@ -16,7 +16,7 @@ KERNEL_OPS = ["rms_norm", "fused_add_rms_norm", "rotary_embedding", "silu_and_mu
 
 
 def test_unknown_backend_names_the_known_ones():
-    with pytest.raises(ops.UnknownKernelBackendError, match="known backends: auto, triton, reference"):
+    with pytest.raises(ops.UnknownKernelBackendError, match="known backends: auto, triton, cpu, reference"):
         ops.set_kernel_backend("cuda")
     assert ops.get_kernel_backend() == "auto"
 
@@ -32,9 +32,18 @@ def test_context_manager_restores_the_previous_backend_even_on_error():
 
 
 @pytest.mark.parametrize("name", KERNEL_OPS)
-def test_auto_and_reference_use_the_reference_for_cpu_tensors(name):
+def test_cpu_tensors_get_the_cpu_kernel_where_there_is_one_else_the_reference(name):
+    import inspect
+
     x = torch.zeros(2, 4)
-    assert ops._select(name, x) is getattr(reference, name)
+    for backend in ("auto", "cpu"):
+        with ops.kernel_backend(backend):
+            chosen = ops._select(name, x)
+        if name in ops.CPU_OPS:
+            assert chosen.__module__ == f"kernels.cpu.{name}"
+            assert inspect.signature(chosen) == inspect.signature(getattr(reference, name))
+        else:
+            assert chosen is getattr(reference, name)
     with ops.kernel_backend("reference"):
         assert ops._select(name, x) is getattr(reference, name)
 
@@ -62,7 +71,10 @@ def test_rope_tables_stay_torch():
 
 def test_missing_triton_says_how_to_fix(monkeypatch):
     monkeypatch.setattr(ops, "_triton_import_error", lambda: ImportError("No module named 'triton'"))
-    assert ops._select("rms_norm", torch.zeros(1, 4)) is reference.rms_norm  # auto falls back quietly
+    chosen = ops._select("rms_norm", torch.zeros(1, 4))  # auto on CPU: the C++ kernel, which needs no triton
+    assert chosen.__module__ in ("kernels.cpu.rms_norm", "kernels.reference")
+    if torch.cuda.is_available():
+        assert ops._select("rms_norm", torch.zeros(1, 4, device="cuda")) is reference.rms_norm  # quiet fallback
     with ops.kernel_backend("triton"), pytest.raises(ops.TritonUnavailableError, match="pip install triton"):
         ops.rms_norm(torch.zeros(1, 4), torch.ones(4), 1e-6)
 

@@ -1,0 +1,213 @@
+// Paged decode attention for CPU: one query token per sequence against its cached context, read in place
+// from the paged KV cache (no gather copy), softmax in fp32, grouped-query attention.
+//
+//   out[s, h] = sum_{j < context_lens[s]} softmax_j(scale * q[s, h] . k[s, j, h / g]) v[s, j, h / g]
+//
+// with g = num_heads / num_kv_heads, and token j of sequence s at block block_tables[s, j / block_size],
+// offset j % block_size. The cache tensors are (num_blocks, block_size, num_kv_heads, head_dim) views of any
+// strides whose last axis is contiguous (the CPU cache is a heads-outer view, see backends/engine/kv_cache.py).
+// Work is split over (sequence, kv head) pairs: each pair reads its keys and values once for its g query heads.
+// float32 and bfloat16 tensors; bfloat16 is widened to float32 on load.
+#include <ATen/Parallel.h>
+#include <ATen/core/Tensor.h>
+
+#include <vector>
+
+#include "vec.h"
+
+namespace tamer_cpu {
+namespace {
+
+// scores[g * stride] = q[g] . k for the `group` query rows (fp32, head_dim each) against one key.
+template <typename scalar_t>
+inline void dots(const float* q, const scalar_t* k, int64_t group, int64_t head_dim, float* scores, int64_t stride) {
+#ifdef __AVX512F__
+  if (head_dim % 16 == 0) {
+    for (int64_t g = 0; g < group; ++g) {
+      const float* qg = q + g * head_dim;
+      __m512 sum = _mm512_mul_ps(_mm512_loadu_ps(qg), load16(k));
+      for (int64_t d = 16; d < head_dim; d += 16) sum = _mm512_fmadd_ps(_mm512_loadu_ps(qg + d), load16(k + d), sum);
+      scores[g * stride] = _mm512_reduce_add_ps(sum);
+    }
+    return;
+  }
+#endif
+  for (int64_t g = 0; g < group; ++g) {
+    const float* qg = q + g * head_dim;
+    float dot = 0.0f;
+#pragma omp simd reduction(+ : dot)
+    for (int64_t d = 0; d < head_dim; ++d) dot += qg[d] * load(k, d);
+    scores[g * stride] = dot;
+  }
+}
+
+// acc[g] += p[g * stride] * v for the `group` accumulator rows (fp32, head_dim each).
+template <typename scalar_t>
+inline void axpy(const float* p, int64_t stride, const scalar_t* v, int64_t group, int64_t head_dim, float* acc) {
+#ifdef __AVX512F__
+  if (head_dim % 16 == 0) {
+    for (int64_t d = 0; d < head_dim; d += 16) {
+      const __m512 vd = load16(v + d);
+      for (int64_t g = 0; g < group; ++g) {
+        float* a = acc + g * head_dim + d;
+        _mm512_storeu_ps(a, _mm512_fmadd_ps(_mm512_set1_ps(p[g * stride]), vd, _mm512_loadu_ps(a)));
+      }
+    }
+    return;
+  }
+#endif
+  for (int64_t g = 0; g < group; ++g) {
+    const float weight = p[g * stride];
+    float* a = acc + g * head_dim;
+#pragma omp simd
+    for (int64_t d = 0; d < head_dim; ++d) a[d] += weight * load(v, d);
+  }
+}
+
+// row[j] = exp(row[j] - max(row)) for j < n, in place; returns their sum.
+inline float softmax_numerators(float* row, int64_t n) {
+#ifdef __AVX512F__
+  __m512 m = _mm512_set1_ps(-INFINITY);  // exp16 of (row - max) <= 0: the clamp at 88 never bites
+  for (int64_t j = 0; j < n; j += 16) m = _mm512_mask_max_ps(m, tail_mask(n - j), m, _mm512_maskz_loadu_ps(tail_mask(n - j), row + j));
+  const __m512 row_max = _mm512_set1_ps(_mm512_reduce_max_ps(m));
+  __m512 sum = _mm512_setzero_ps();
+  for (int64_t j = 0; j < n; j += 16) {
+    const __mmask16 live = tail_mask(n - j);
+    const __m512 e = exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(live, row + j), row_max));
+    _mm512_mask_storeu_ps(row + j, live, e);
+    sum = _mm512_mask_add_ps(sum, live, sum, e);
+  }
+  return _mm512_reduce_add_ps(sum);
+#else
+  float row_max = row[0];
+  for (int64_t j = 1; j < n; ++j) row_max = std::max(row_max, row[j]);
+  float sum = 0.0f;
+#pragma omp simd reduction(+ : sum)
+  for (int64_t j = 0; j < n; ++j) {
+    row[j] = exp_clamped(row[j] - row_max);
+    sum += row[j];
+  }
+  return sum;
+#endif
+}
+
+// Prefetch num_rows rows (head_dim elements each, token_stride apart) of one cache block into the caches.
+template <typename scalar_t>
+inline void prefetch_block(const scalar_t* block, int64_t token_stride, int64_t num_rows, int64_t head_dim) {
+  const char* base = reinterpret_cast<const char*>(block);
+  const int64_t stride_bytes = token_stride * static_cast<int64_t>(sizeof(scalar_t));
+  const int64_t row_bytes = head_dim * static_cast<int64_t>(sizeof(scalar_t));
+  for (int64_t t = 0; t < num_rows; ++t)
+    for (int64_t byte = 0; byte < row_bytes; byte += 64) __builtin_prefetch(base + t * stride_bytes + byte, 0, 3);
+}
+
+template <typename scalar_t>
+void decode_attention(const at::Tensor& query, const at::Tensor& key_cache, const at::Tensor& value_cache,
+                      const at::Tensor& block_tables, const at::Tensor& context_lens, double scale,
+                      at::Tensor& out) {
+  const int64_t num_seqs = query.size(0), num_heads = query.size(1), head_dim = query.size(2);
+  const int64_t block_size = key_cache.size(1), num_kv_heads = key_cache.size(2);
+  const int64_t group = num_heads / num_kv_heads;
+  const scalar_t* q_ptr = query.data_ptr<scalar_t>();
+  const scalar_t* k_ptr = key_cache.data_ptr<scalar_t>();
+  const scalar_t* v_ptr = value_cache.data_ptr<scalar_t>();
+  scalar_t* o_ptr = out.data_ptr<scalar_t>();
+  const int32_t* tables = block_tables.data_ptr<int32_t>();
+  const int32_t* lens = context_lens.data_ptr<int32_t>();
+  const int64_t q_seq = query.stride(0), q_head = query.stride(1);
+  const int64_t k_blk = key_cache.stride(0), k_tok = key_cache.stride(1), k_head = key_cache.stride(2);
+  const int64_t v_blk = value_cache.stride(0), v_tok = value_cache.stride(1), v_head = value_cache.stride(2);
+  const int64_t table_width = block_tables.size(1);
+  const float scale_f = static_cast<float>(scale);
+  auto key_block = [&](const int32_t* table, int64_t b, int64_t kv_head) {
+    return k_ptr + table[b] * k_blk + kv_head * k_head;
+  };
+  auto value_block = [&](const int32_t* table, int64_t b, int64_t kv_head) {
+    return v_ptr + table[b] * v_blk + kv_head * v_head;
+  };
+
+  // The cache is read from memory (the weights of the layers in between evict it from the caches), block by
+  // scattered block, and each block's first touch waits on DRAM: so the next block (of keys, then of values,
+  // then the next pair's keys) is prefetched while the current one is computed on. Measured on 2 cores,
+  // SmolLM2's shapes, 64 sequences of 170 tokens in shuffled blocks, cache evicted: 1.47 -> 1.0 ms a call.
+  at::parallel_for(0, num_seqs * num_kv_heads, 1, [&](int64_t begin, int64_t end) {
+    std::vector<float> q(group * head_dim), acc(group * head_dim), total(group), scores;
+    for (int64_t item = begin; item < end; ++item) {
+      const int64_t s = item / num_kv_heads, kv_head = item % num_kv_heads;
+      const int64_t context_len = lens[s];
+      const int32_t* table = tables + s * table_width;
+      std::fill(acc.begin(), acc.end(), 0.0f);
+      if (context_len > 0) {
+        for (int64_t g = 0; g < group; ++g) {  // q rows of this kv head's group, scaled, in fp32
+          const scalar_t* src = q_ptr + s * q_seq + (kv_head * group + g) * q_head;
+          for (int64_t d = 0; d < head_dim; ++d) q[g * head_dim + d] = load(src, d) * scale_f;
+        }
+        scores.resize(group * context_len);  // (group, context_len)
+        for (int64_t j0 = 0, b = 0; j0 < context_len; j0 += block_size, ++b) {
+          if (j0 + block_size < context_len)
+            prefetch_block(key_block(table, b + 1, kv_head), k_tok, std::min(block_size, context_len - j0 - block_size),
+                           head_dim);
+          else
+            prefetch_block(value_block(table, 0, kv_head), v_tok, std::min(block_size, context_len), head_dim);
+          const scalar_t* k = key_block(table, b, kv_head);
+          for (int64_t t = 0; t < std::min(block_size, context_len - j0); ++t)
+            dots(q.data(), k + t * k_tok, group, head_dim, scores.data() + j0 + t, context_len);
+        }
+        for (int64_t g = 0; g < group; ++g) total[g] = softmax_numerators(scores.data() + g * context_len, context_len);
+        for (int64_t j0 = 0, b = 0; j0 < context_len; j0 += block_size, ++b) {
+          if (j0 + block_size < context_len) {
+            prefetch_block(value_block(table, b + 1, kv_head), v_tok,
+                           std::min(block_size, context_len - j0 - block_size), head_dim);
+          } else if (item + 1 < end && lens[(item + 1) / num_kv_heads] > 0) {
+            const int64_t next_s = (item + 1) / num_kv_heads;
+            prefetch_block(key_block(tables + next_s * table_width, 0, (item + 1) % num_kv_heads), k_tok,
+                           std::min(block_size, static_cast<int64_t>(lens[next_s])), head_dim);
+          }
+          const scalar_t* v = value_block(table, b, kv_head);
+          for (int64_t t = 0; t < std::min(block_size, context_len - j0); ++t)
+            axpy(scores.data() + j0 + t, context_len, v + t * v_tok, group, head_dim, acc.data());
+        }
+      }
+      for (int64_t g = 0; g < group; ++g) {  // no keys (context_len 0) leaves zeros: nothing to attend to
+        scalar_t* dst = o_ptr + (s * num_heads + kv_head * group + g) * head_dim;
+        const float inv = context_len > 0 ? 1.0f / total[g] : 0.0f;
+        for (int64_t d = 0; d < head_dim; ++d) store(dst, d, acc[g * head_dim + d] * inv);
+      }
+    }
+  });
+}
+
+}  // namespace
+
+void paged_decode_attention(const at::Tensor& query, const at::Tensor& key_cache, const at::Tensor& value_cache,
+                            const at::Tensor& block_tables, const at::Tensor& context_lens, double scale,
+                            at::Tensor& out) {
+  TORCH_CHECK(query.dim() == 3 && key_cache.dim() == 4 && value_cache.dim() == 4,
+              "query must be (num_seqs, num_heads, head_dim) and the caches (num_blocks, block_size, "
+              "num_kv_heads, head_dim)");
+  TORCH_CHECK(query.device().is_cpu() && key_cache.device().is_cpu() && value_cache.device().is_cpu(),
+              "the CPU kernel takes CPU tensors");
+  TORCH_CHECK(key_cache.scalar_type() == query.scalar_type() && value_cache.scalar_type() == query.scalar_type() &&
+                  out.scalar_type() == query.scalar_type(),
+              "query, caches and out must share one dtype");
+  TORCH_CHECK(query.stride(2) == 1 && key_cache.stride(3) == 1 && value_cache.stride(3) == 1,
+              "the head_dim axis must be contiguous");
+  TORCH_CHECK(out.is_contiguous() && out.sizes() == query.sizes(), "out must be contiguous, query's shape");
+  TORCH_CHECK(key_cache.size(3) == query.size(2) && query.size(1) % key_cache.size(2) == 0,
+              "head_dim must match and num_heads must be a multiple of num_kv_heads");
+  TORCH_CHECK(block_tables.scalar_type() == at::kInt && context_lens.scalar_type() == at::kInt &&
+                  block_tables.is_contiguous() && context_lens.is_contiguous(),
+              "block_tables and context_lens must be contiguous int32");
+  TORCH_CHECK(block_tables.size(0) == query.size(0) && context_lens.size(0) == query.size(0),
+              "block_tables and context_lens need one row per sequence");
+  if (query.size(0) == 0) return;
+  if (query.scalar_type() == at::kFloat) {
+    decode_attention<float>(query, key_cache, value_cache, block_tables, context_lens, scale, out);
+  } else if (query.scalar_type() == at::kBFloat16) {
+    decode_attention<c10::BFloat16>(query, key_cache, value_cache, block_tables, context_lens, scale, out);
+  } else {
+    TORCH_CHECK(false, "paged_decode_attention on CPU takes float32 or bfloat16, got ", query.scalar_type());
+  }
+}
+
+}  // namespace tamer_cpu

@@ -1,0 +1,58 @@
+// SwiGLU gate for CPU: with x = [gate, up] in halves of each row, out = silu(gate) * up,
+// silu(g) = g / (1 + exp(-g)), in fp32 with one rounding to the tensors' dtype.
+#include <ATen/Parallel.h>
+#include <ATen/core/Tensor.h>
+
+#include <type_traits>
+
+#include "vec.h"
+
+namespace tamer_cpu {
+namespace {
+
+template <typename scalar_t>
+void gate_rows(const at::Tensor& x, at::Tensor& out, int64_t begin, int64_t end) {
+  const int64_t half = out.size(1);
+  for (int64_t row = begin; row < end; ++row) {
+    const scalar_t* gate = x.data_ptr<scalar_t>() + row * x.stride(0);
+    const scalar_t* up = gate + half;
+    scalar_t* o = out.data_ptr<scalar_t>() + row * out.stride(0);
+    int64_t i = 0;
+#ifdef __AVX512F__
+    if constexpr (std::is_same_v<scalar_t, float>) {
+      for (; i + 16 <= half; i += 16) {
+        const __m512 g = _mm512_loadu_ps(gate + i);
+        const __m512 e = exp16(_mm512_sub_ps(_mm512_setzero_ps(), g));  // exp(-g)
+        const __m512 silu = _mm512_div_ps(g, _mm512_add_ps(_mm512_set1_ps(1.0f), e));
+        _mm512_storeu_ps(o + i, _mm512_mul_ps(silu, _mm512_loadu_ps(up + i)));
+      }
+    }
+#endif
+    for (; i < half; ++i) {
+      const float g = load(gate, i);
+      store(o, i, g / (1.0f + exp_clamped(-g)) * load(up, i));
+    }
+  }
+}
+
+}  // namespace
+
+void silu_and_mul(const at::Tensor& x, at::Tensor& out) {
+  TORCH_CHECK(x.dim() == 2 && x.size(1) % 2 == 0 && x.stride(1) == 1 && x.device().is_cpu(),
+              "x must be a CPU (num_tokens, 2 * intermediate_size) tensor with contiguous rows");
+  TORCH_CHECK(out.dim() == 2 && out.size(0) == x.size(0) && out.size(1) == x.size(1) / 2 && out.stride(1) == 1 &&
+                  out.scalar_type() == x.scalar_type(),
+              "out must be (num_tokens, intermediate_size), x's dtype, contiguous rows");
+  const int64_t grain = std::max<int64_t>(1, 32768 / std::max<int64_t>(1, out.size(1)));
+  at::parallel_for(0, x.size(0), grain, [&](int64_t begin, int64_t end) {
+    if (x.scalar_type() == at::kFloat) {
+      gate_rows<float>(x, out, begin, end);
+    } else if (x.scalar_type() == at::kBFloat16) {
+      gate_rows<c10::BFloat16>(x, out, begin, end);
+    } else {
+      TORCH_CHECK(false, "silu_and_mul on CPU takes float32 or bfloat16, got ", x.scalar_type());
+    }
+  });
+}
+
+}  // namespace tamer_cpu

@@ -1,0 +1,89 @@
+// Helpers shared by the CPU kernels: bf16 <-> fp32 loads and stores, exp, and sixteen-lane AVX-512 versions
+// of them where the compiler targets AVX-512 (-march=native on such a machine); every kernel has a portable
+// scalar path beside its vector one.
+#pragma once
+
+#include <c10/util/BFloat16.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+
+#ifdef __AVX512F__
+#include <immintrin.h>
+#endif
+
+namespace tamer_cpu {
+
+inline float load(const float* p, int64_t i) { return p[i]; }
+
+inline float load(const c10::BFloat16* p, int64_t i) {
+  uint32_t bits = static_cast<uint32_t>(reinterpret_cast<const uint16_t*>(p)[i]) << 16;
+  float value;
+  std::memcpy(&value, &bits, sizeof(value));
+  return value;
+}
+
+inline void store(float* p, int64_t i, float value) { p[i] = value; }
+
+inline void store(c10::BFloat16* p, int64_t i, float value) { p[i] = static_cast<c10::BFloat16>(value); }
+
+// The value as the tensor's dtype holds it (bf16 rounds; fp32 is unchanged), back in fp32.
+inline float round_to(float value, const float*) { return value; }
+
+inline float round_to(float value, const c10::BFloat16*) {
+  return static_cast<float>(static_cast<c10::BFloat16>(value));
+}
+
+// exp(x) (Cephes expf: Cody-Waite range reduction, degree-6 polynomial, about 1 ulp) for x in [-87, 88];
+// inputs outside are clamped there (about 1e-38 and 1.7e38).
+inline float exp_clamped(float x) {
+  x = std::min(std::max(x, -87.0f), 88.0f);
+  const float n = std::floor(x * 1.44269504088896341f + 0.5f);  // x / ln 2, rounded
+  const float r = (x - n * 0.693359375f) + n * 2.12194440e-4f;  // x - n ln 2, in two steps
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  const float y = p * r * r + r + 1.0f;
+  const int32_t exponent_bits = (static_cast<int32_t>(n) + 127) << 23;  // 2^n
+  float two_n;
+  std::memcpy(&two_n, &exponent_bits, sizeof(two_n));
+  return y * two_n;
+}
+
+#ifdef __AVX512F__
+inline __mmask16 tail_mask(int64_t remaining) {
+  return remaining >= 16 ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << remaining) - 1);
+}
+
+inline __m512 load16(const float* p) { return _mm512_loadu_ps(p); }
+
+inline __m512 load16(const c10::BFloat16* p) {  // bf16 -> fp32: the 16 bits become the high half of the float
+  const __m256i raw = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(raw), 16));
+}
+
+// exp_clamped on sixteen lanes: the same clamp, reduction and polynomial.
+inline __m512 exp16(__m512 x) {
+  x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-87.0f)), _mm512_set1_ps(88.0f));
+  const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
+  r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
+  __m512 p = _mm512_set1_ps(1.9875691500e-4f);
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
+  const __m512 y = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
+  const __m512i two_n = _mm512_slli_epi32(_mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127)), 23);
+  return _mm512_mul_ps(y, _mm512_castsi512_ps(two_n));
+}
+#endif
+
+}  // namespace tamer_cpu
