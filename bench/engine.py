@@ -13,8 +13,10 @@ Also times the model's weight matmuls alone at tamer's mean decode batch size: t
 this machine for this model (cpu_ceiling_tok_s: decode only; workload_ceiling_tok_s: the prompt tokens'
 matmuls counted too, since the engine must prefill them), and tamer's fraction of each.
 
-    python bench/engine.py [--data ../shared/data/llm] [--num-prompts 64] [--device cpu]
+    python bench/engine.py [--data ../shared/data/llm] [--num-prompts 64] [--device cpu] [--dtype auto]
+    python bench/engine.py --dtype bfloat16 --out bench/results/engine_bf16.json
     python bench/engine.py --quick      # a smoke run, under a minute on CPU
+tamer and HF run in the same dtype (--dtype; auto is float32 on CPU, bfloat16 on CUDA).
 Writes bench/results/engine.json.
 """
 

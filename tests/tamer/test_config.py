@@ -43,10 +43,17 @@ usd_per_1m_output_tokens = 2.5
     ({"deployments": [{"name": "a", "backend": "openai", "model": "m"}]}, "needs url"),
     ({"deployments": [{"name": "a", "backend": "local", "model": "m"}] * 2}, "unique"),
     ({"deployments": [{"name": "a", "backend": "local", "model": "m", "max_concurrency": 0}]}, "max_concurrency"),
+    ({"deployments": [{"name": "a", "backend": "local", "model": "m", "dtype": "int4"}]},
+     "dtype must be one of .*bfloat16.*got 'int4'"),
 ])
 def test_bad_settings_say_what_is_wrong(data, message):
     with pytest.raises(ValueError, match=message):
         settings_from_dict(data, {})
+
+
+def test_local_dtype_reaches_the_deployment():
+    s = settings_from_dict({"deployments": [{"name": "a", "backend": "local", "model": "m", "dtype": "bfloat16"}]}, {})
+    assert s.deployments[0].dtype == "bfloat16"
 
 
 def test_missing_or_broken_file(tmp_path):
