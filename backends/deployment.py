@@ -26,6 +26,7 @@ class DeploymentSpec:
     device: str = ""  # local backend: "cpu", "cuda"; empty = best available
     kv_cache_gib: float = 0.0  # local backend: KV-cache memory; 0 = a fraction of free memory
     dtype: str = ""  # local backend: weights, activations and KV cache (LOCAL_DTYPES); "" = auto
+    kv_cache_dtype: str = ""  # local backend: the KV cache's own dtype; "" = dtype's (engine.py EngineConfig)
     usd_per_1m_input_tokens: float = 0.0
     usd_per_1m_output_tokens: float = 0.0
     max_concurrency: int = 8  # jobs one worker runs at once on this deployment
@@ -65,9 +66,10 @@ class DeploymentSpec:
             raise ValueError(f"deployment {self.name!r}: default_temperature must be in [0, 2], default_top_p in (0, 1]")
         if self.kv_cache_gib < 0:
             raise ValueError(f"deployment {self.name!r}: kv_cache_gib must be >= 0 (0 = automatic)")
-        if self.dtype not in LOCAL_DTYPES:
-            raise ValueError(f"deployment {self.name!r}: dtype must be one of {list(LOCAL_DTYPES[1:])} (or left out "
-                             f"for auto), got {self.dtype!r}")
+        for field_name in ("dtype", "kv_cache_dtype"):
+            if getattr(self, field_name) not in LOCAL_DTYPES:
+                raise ValueError(f"deployment {self.name!r}: {field_name} must be one of {list(LOCAL_DTYPES[1:])} (or "
+                                 f"left out for auto), got {getattr(self, field_name)!r}")
         if self.timeout_s <= 0:
             raise ValueError(f"deployment {self.name!r}: timeout_s must be > 0")
         if self.market not in MARKETS:

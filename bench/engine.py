@@ -15,6 +15,7 @@ matmuls counted too, since the engine must prefill them), and tamer's fraction o
 
     python bench/engine.py [--data ../shared/data/llm] [--num-prompts 64] [--device cpu] [--dtype auto]
     python bench/engine.py --dtype bfloat16 --out bench/results/engine_bf16.json
+    python bench/engine.py --kv-cache-dtype bfloat16 --out bench/results/engine_fp32_bf16kv.json
     python bench/engine.py --quick      # a smoke run, under a minute on CPU
 tamer and HF run in the same dtype (--dtype; auto is float32 on CPU, bfloat16 on CUDA).
 Writes bench/results/engine.json.
@@ -210,6 +211,8 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", default="auto", help="weights and activations of tamer and of HF alike: auto "
                         "(float32 on CPU, bfloat16 on CUDA), float32, bfloat16")
+    parser.add_argument("--kv-cache-dtype", default=None, help="tamer's KV cache dtype (default: the model's); "
+                        "bfloat16 under float32 halves what decode attention reads")
     parser.add_argument("--kv-cache-gib", type=float, default=None, help="KV-cache memory (default: a fraction "
                         "of free memory)")
     parser.add_argument("--seed", type=int, default=0)
@@ -229,7 +232,7 @@ def main() -> None:
 
     workload = load_workload(args.data, args.num_prompts, args.max_tokens_cap, args.seed)
     engine = LLMEngine.from_pretrained(None, device=args.device, dtype=args.dtype, max_num_seqs=args.num_prompts,
-                                       kv_cache_gib=args.kv_cache_gib)
+                                       kv_cache_gib=args.kv_cache_gib, kv_cache_dtype=args.kv_cache_dtype)
     tok = engine.tokenizer
     texts = [tok.apply_chat_template([{"role": "user", "content": text}]) for text, _ in workload]
     prompt_ids = [tok.encode(t, add_special_tokens=False) for t in texts]
@@ -238,7 +241,8 @@ def main() -> None:
           f"{sum(max_tokens)} output tokens (mean {statistics.fmean(max_tokens):.0f}), device {engine.device}")
 
     results: dict = {"benchmark": "engine", "num_prompts": len(workload), "output_tokens": sum(max_tokens),
-                     "device": str(engine.device), "dtype": str(engine.dtype).removeprefix("torch.")}
+                     "device": str(engine.device), "dtype": str(engine.dtype).removeprefix("torch."),
+                     "kv_cache_dtype": str(engine.kv_cache_dtype).removeprefix("torch.")}
     run_tamer(engine, prompt_ids[:4], [2] * 4)  # warm up
     tamer = run_tamer(engine, prompt_ids, max_tokens)
     tamer["peak_rss_gib"] = peak_rss_gib()

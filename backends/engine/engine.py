@@ -98,6 +98,10 @@ class EngineConfig:
     num_kv_blocks: int | None = None  # exact block count (overrides kv_cache_gib; for tests)
     enable_prefix_caching: bool = True
     aging_per_step: float = 1.0  # see scheduler.py
+    # The KV cache's dtype; None = the model's. "bfloat16" under a float32 model halves the bytes every decode
+    # step reads (decode attention is bound by them on CPU) at bf16's rounding of keys and values, so greedy
+    # output may then part from an all-fp32 run.
+    kv_cache_dtype: str | None = None
 
     def __post_init__(self) -> None:
         if self.block_size < 1:
@@ -105,6 +109,8 @@ class EngineConfig:
         if self.num_kv_blocks is not None and self.num_kv_blocks < 1:
             raise ValueError(f"num_kv_blocks must be >= 1, got {self.num_kv_blocks}")
         SchedulerConfig(self.max_num_seqs, self.max_num_batched_tokens, self.aging_per_step)  # validates
+        if self.kv_cache_dtype is not None and self.kv_cache_dtype not in DTYPES:
+            raise ValueError(f"kv_cache_dtype {self.kv_cache_dtype!r} is not supported; use one of: {', '.join(DTYPES)}")
 
 
 class LLMEngine:
@@ -117,6 +123,7 @@ class LLMEngine:
         self.engine_config = ec = engine_config or EngineConfig()
         self.device = model.lm_head.weight.device
         self.dtype = model.lm_head.weight.dtype
+        self.kv_cache_dtype = DTYPES[ec.kv_cache_dtype] if ec.kv_cache_dtype else self.dtype
         num_blocks = ec.num_kv_blocks or self._num_blocks_for_budget(ec)
         self.max_model_len = min(config.max_model_len, num_blocks * ec.block_size)
         if self.max_model_len < 16:
@@ -124,7 +131,7 @@ class LLMEngine:
                              f"give it more memory (kv_cache_gib)")
         self.cache = PagedKVCache(num_layers=config.num_hidden_layers, num_blocks=num_blocks,
                                   block_size=ec.block_size, num_kv_heads=config.num_key_value_heads,
-                                  head_dim=config.head_dim, dtype=self.dtype, device=self.device)
+                                  head_dim=config.head_dim, dtype=self.kv_cache_dtype, device=self.device)
         self.block_manager = BlockManager(num_blocks, ec.block_size, enable_prefix_caching=ec.enable_prefix_caching)
         self.scheduler = Scheduler(SchedulerConfig(ec.max_num_seqs, ec.max_num_batched_tokens, ec.aging_per_step),
                                    self.block_manager)
@@ -135,7 +142,7 @@ class LLMEngine:
     def _num_blocks_for_budget(self, ec: EngineConfig) -> int:
         per_block = bytes_per_block(num_layers=self.config.num_hidden_layers, block_size=ec.block_size,
                                     num_kv_heads=self.config.num_key_value_heads, head_dim=self.config.head_dim,
-                                    dtype=self.dtype)
+                                    dtype=self.kv_cache_dtype)
         return max(1, kv_cache_budget_bytes(self.device, ec.kv_cache_gib) // per_block)
 
     @classmethod

@@ -7,7 +7,8 @@
 // offset j % block_size. The cache tensors are (num_blocks, block_size, num_kv_heads, head_dim) views of any
 // strides whose last axis is contiguous (the CPU cache is a heads-outer view, see backends/engine/kv_cache.py).
 // Work is split over (sequence, kv head) pairs: each pair reads its keys and values once for its g query heads.
-// float32 and bfloat16 tensors; bfloat16 is widened to float32 on load.
+// float32 or bfloat16 queries and caches, in any pairing (an fp32 model may keep a bf16 cache); bfloat16 is
+// widened to float32 on load.
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
 
@@ -101,7 +102,7 @@ inline void prefetch_block(const scalar_t* block, int64_t token_stride, int64_t 
     for (int64_t byte = 0; byte < row_bytes; byte += 64) __builtin_prefetch(base + t * stride_bytes + byte, 0, 3);
 }
 
-template <typename scalar_t>
+template <typename scalar_t, typename cache_t>
 void decode_attention(const at::Tensor& query, const at::Tensor& key_cache, const at::Tensor& value_cache,
                       const at::Tensor& block_tables, const at::Tensor& context_lens, double scale,
                       at::Tensor& out) {
@@ -109,8 +110,8 @@ void decode_attention(const at::Tensor& query, const at::Tensor& key_cache, cons
   const int64_t block_size = key_cache.size(1), num_kv_heads = key_cache.size(2);
   const int64_t group = num_heads / num_kv_heads;
   const scalar_t* q_ptr = query.data_ptr<scalar_t>();
-  const scalar_t* k_ptr = key_cache.data_ptr<scalar_t>();
-  const scalar_t* v_ptr = value_cache.data_ptr<scalar_t>();
+  const cache_t* k_ptr = key_cache.data_ptr<cache_t>();
+  const cache_t* v_ptr = value_cache.data_ptr<cache_t>();
   scalar_t* o_ptr = out.data_ptr<scalar_t>();
   const int32_t* tables = block_tables.data_ptr<int32_t>();
   const int32_t* lens = context_lens.data_ptr<int32_t>();
@@ -149,7 +150,7 @@ void decode_attention(const at::Tensor& query, const at::Tensor& key_cache, cons
                            head_dim);
           else
             prefetch_block(value_block(table, 0, kv_head), v_tok, std::min(block_size, context_len), head_dim);
-          const scalar_t* k = key_block(table, b, kv_head);
+          const cache_t* k = key_block(table, b, kv_head);
           for (int64_t t = 0; t < std::min(block_size, context_len - j0); ++t)
             dots(q.data(), k + t * k_tok, group, head_dim, scores.data() + j0 + t, context_len);
         }
@@ -163,7 +164,7 @@ void decode_attention(const at::Tensor& query, const at::Tensor& key_cache, cons
             prefetch_block(key_block(tables + next_s * table_width, 0, (item + 1) % num_kv_heads), k_tok,
                            std::min(block_size, static_cast<int64_t>(lens[next_s])), head_dim);
           }
-          const scalar_t* v = value_block(table, b, kv_head);
+          const cache_t* v = value_block(table, b, kv_head);
           for (int64_t t = 0; t < std::min(block_size, context_len - j0); ++t)
             axpy(scores.data() + j0 + t, context_len, v + t * v_tok, group, head_dim, acc.data());
         }
@@ -187,9 +188,8 @@ void paged_decode_attention(const at::Tensor& query, const at::Tensor& key_cache
               "num_kv_heads, head_dim)");
   TORCH_CHECK(query.device().is_cpu() && key_cache.device().is_cpu() && value_cache.device().is_cpu(),
               "the CPU kernel takes CPU tensors");
-  TORCH_CHECK(key_cache.scalar_type() == query.scalar_type() && value_cache.scalar_type() == query.scalar_type() &&
-                  out.scalar_type() == query.scalar_type(),
-              "query, caches and out must share one dtype");
+  TORCH_CHECK(value_cache.scalar_type() == key_cache.scalar_type() && out.scalar_type() == query.scalar_type(),
+              "the caches must share one dtype, and out query's");
   TORCH_CHECK(query.stride(2) == 1 && key_cache.stride(3) == 1 && value_cache.stride(3) == 1,
               "the head_dim axis must be contiguous");
   TORCH_CHECK(out.is_contiguous() && out.sizes() == query.sizes(), "out must be contiguous, query's shape");
@@ -201,12 +201,19 @@ void paged_decode_attention(const at::Tensor& query, const at::Tensor& key_cache
   TORCH_CHECK(block_tables.size(0) == query.size(0) && context_lens.size(0) == query.size(0),
               "block_tables and context_lens need one row per sequence");
   if (query.size(0) == 0) return;
-  if (query.scalar_type() == at::kFloat) {
-    decode_attention<float>(query, key_cache, value_cache, block_tables, context_lens, scale, out);
-  } else if (query.scalar_type() == at::kBFloat16) {
-    decode_attention<c10::BFloat16>(query, key_cache, value_cache, block_tables, context_lens, scale, out);
+  const bool q_fp32 = query.scalar_type() == at::kFloat, kv_fp32 = key_cache.scalar_type() == at::kFloat;
+  TORCH_CHECK((q_fp32 || query.scalar_type() == at::kBFloat16) && (kv_fp32 || key_cache.scalar_type() == at::kBFloat16),
+              "paged_decode_attention on CPU takes float32 or bfloat16 queries and caches, got ", query.scalar_type(),
+              " and ", key_cache.scalar_type());
+  if (q_fp32 && kv_fp32) {
+    decode_attention<float, float>(query, key_cache, value_cache, block_tables, context_lens, scale, out);
+  } else if (q_fp32) {
+    decode_attention<float, c10::BFloat16>(query, key_cache, value_cache, block_tables, context_lens, scale, out);
+  } else if (kv_fp32) {
+    decode_attention<c10::BFloat16, float>(query, key_cache, value_cache, block_tables, context_lens, scale, out);
   } else {
-    TORCH_CHECK(false, "paged_decode_attention on CPU takes float32 or bfloat16, got ", query.scalar_type());
+    decode_attention<c10::BFloat16, c10::BFloat16>(query, key_cache, value_cache, block_tables, context_lens, scale,
+                                                    out);
   }
 }
 

@@ -17,7 +17,7 @@ def paged_decode_attention(query: torch.Tensor, key_cache: torch.Tensor, value_c
                            block_tables: torch.Tensor, context_lens: torch.Tensor, scale: float) -> torch.Tensor:
     """query: (num_seqs, num_heads, head_dim); block_tables: (num_seqs, max_blocks) int; context_lens: (num_seqs,)
     int. Returns (num_seqs, num_heads, head_dim) in query's dtype."""
-    if not is_cpu_kernel_dtype(query, key_cache, value_cache) or key_cache.stride(-1) != 1 \
+    if not (is_cpu_kernel_dtype(query) and is_cpu_kernel_dtype(key_cache, value_cache)) or key_cache.stride(-1) != 1 \
             or value_cache.stride(-1) != 1:
         return reference.paged_decode_attention(query, key_cache, value_cache, block_tables, context_lens, scale)
     query = query.contiguous()

@@ -5,10 +5,33 @@
 #include <ATen/core/Tensor.h>
 
 #include <cstring>
+#include <utility>
 
 #include "vec.h"
 
 namespace tamer_cpu {
+namespace {
+
+void store_rounded(const at::Tensor& key, const at::Tensor& value, at::Tensor& key_cache, at::Tensor& value_cache,
+                   const at::Tensor& slot_mapping) {
+  const int64_t block_size = key_cache.size(1), num_slots = key_cache.size(0) * block_size;
+  const int64_t* slots = slot_mapping.data_ptr<int64_t>();
+  for (int64_t t = 0; t < key.size(0); ++t) {
+    if (slots[t] < 0) continue;
+    TORCH_CHECK(slots[t] < num_slots, "slot ", slots[t], " is past the cache's ", num_slots, " slots");
+    const int64_t block = slots[t] / block_size, offset = slots[t] % block_size;
+    for (int64_t h = 0; h < key.size(1); ++h) {
+      for (auto [src, cache] : {std::pair{&key, &key_cache}, std::pair{&value, &value_cache}}) {
+        const float* from = src->data_ptr<float>() + t * src->stride(0) + h * src->stride(1);
+        c10::BFloat16* to = cache->data_ptr<c10::BFloat16>() + block * cache->stride(0) + offset * cache->stride(1) +
+                            h * cache->stride(2);
+        for (int64_t d = 0; d < src->size(2); ++d) store(to, d, from[d]);
+      }
+    }
+  }
+}
+
+}  // namespace
 
 void store_kv_cache(const at::Tensor& key, const at::Tensor& value, at::Tensor& key_cache, at::Tensor& value_cache,
                     const at::Tensor& slot_mapping) {
@@ -17,9 +40,15 @@ void store_kv_cache(const at::Tensor& key, const at::Tensor& value, at::Tensor& 
               "key/value must be (num_tokens, num_kv_heads, head_dim), the caches (num_blocks, block_size, "
               "num_kv_heads, head_dim)");
   TORCH_CHECK(key.size(1) == key_cache.size(2) && key.size(2) == key_cache.size(3), "heads and head_dim must match");
-  TORCH_CHECK(key.scalar_type() == key_cache.scalar_type() && value.scalar_type() == key_cache.scalar_type() &&
-                  value_cache.scalar_type() == key_cache.scalar_type(),
-              "keys, values and caches must share one dtype");
+  TORCH_CHECK(value.scalar_type() == key.scalar_type() && value_cache.scalar_type() == key_cache.scalar_type(),
+              "keys and values must share one dtype, and the two caches one");
+  if (key.scalar_type() != key_cache.scalar_type()) {  // an fp32 model writing a bf16 cache: round on the way in
+    TORCH_CHECK(key.scalar_type() == at::kFloat && key_cache.scalar_type() == at::kBFloat16,
+                "a cache of another dtype than the keys must be bfloat16 under float32 keys, got ",
+                key_cache.scalar_type(), " and ", key.scalar_type());
+    store_rounded(key, value, key_cache, value_cache, slot_mapping);
+    return;
+  }
   TORCH_CHECK(key.stride(2) == 1 && value.stride(2) == 1 && key_cache.stride(3) == 1 && value_cache.stride(3) == 1,
               "the head_dim axes must be contiguous");
   TORCH_CHECK(slot_mapping.scalar_type() == at::kLong && slot_mapping.is_contiguous() &&

@@ -1,5 +1,5 @@
-"""A local deployment's dtype reaches its engine: bf16 on CPU serves the bundled SmolLM2 through the same
-kernels (the C++ CPU kernels and oneDNN-packed projections take bf16 as well as fp32)."""
+"""A local deployment's dtype and KV-cache dtype reach its engine: bf16 on CPU serves the bundled SmolLM2 through
+the same kernels (the C++ CPU kernels and oneDNN-packed projections take bf16 as well as fp32)."""
 
 from __future__ import annotations
 
@@ -30,3 +30,15 @@ async def test_bfloat16_deployment_serves_in_bfloat16():
     text = "".join(e.text for e in events if isinstance(e, TokenEvent))
     assert isinstance(events[-1], FinishEvent)
     assert "Paris" in text, text
+
+
+@pytest.mark.asyncio
+async def test_kv_cache_dtype_reaches_the_engine():
+    spec = dataclasses.replace(bundled_deployment(), device="cpu", dtype="float32", kv_cache_dtype="bfloat16",
+                               kv_cache_gib=0.25)
+    backend = LocalBackend(spec)
+    await backend.start()
+    try:
+        assert backend.engine.dtype == torch.float32 and backend.engine.cache.key.dtype == torch.bfloat16
+    finally:
+        await backend.close()

@@ -113,3 +113,16 @@ def test_other_dtypes_fall_back_to_the_reference():
     x, weight = randn(3, 16).double(), randn(16).double()
     torch.testing.assert_close(ops.rms_norm(x, weight, 1e-6), reference.rms_norm(x, weight, 1e-6))
     torch.testing.assert_close(ops.silu_and_mul(x), reference.silu_and_mul(x))
+
+
+def test_store_float32_keys_into_a_bfloat16_cache():
+    num_blocks, block_size, num_kv_heads, head_dim, num_tokens = 6, 4, 3, 64, 9
+    caches = [torch.zeros(num_kv_heads, num_blocks, block_size, head_dim, dtype=torch.bfloat16).permute(1, 2, 0, 3)
+              for _ in range(4)]
+    key, value = randn(num_tokens, num_kv_heads, head_dim), randn(num_tokens, num_kv_heads, head_dim, seed=5)
+    slots = torch.randperm(num_blocks * block_size, generator=torch.Generator().manual_seed(6))[:num_tokens]
+    slots[0] = -1
+    ops.store_kv_cache(key, value, caches[0], caches[1], slots)
+    with ops.kernel_backend("reference"):
+        ops.store_kv_cache(key, value, caches[2], caches[3], slots)
+    assert torch.equal(caches[0], caches[2]) and torch.equal(caches[1], caches[3])  # the same rounding

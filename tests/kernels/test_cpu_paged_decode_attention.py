@@ -103,3 +103,14 @@ def test_auto_dispatches_cpu_tensors_to_the_cpu_kernel():
         assert ops._select("paged_prefill_attention", case[0]) is reference.paged_prefill_attention  # no C++ one
     with ops.kernel_backend("reference"):
         assert ops._select("paged_decode_attention", case[0]) is reference.paged_decode_attention
+
+
+@pytest.mark.parametrize("query_dtype, cache_dtype", [(torch.float32, torch.bfloat16), (torch.bfloat16, torch.float32)])
+def test_query_and_cache_of_different_dtypes(query_dtype, cache_dtype):
+    """An fp32 model may keep a bf16 cache (EngineConfig.kv_cache_dtype): the kernel widens each on load."""
+    case, _, _ = make_case([7, 1, 300], 16, 9, 3, 64, cache_dtype, True)
+    query = case[0].to(query_dtype)
+    with ops.kernel_backend("cpu"):
+        actual = ops.paged_decode_attention(query, *case[1:])
+    assert actual.dtype == query_dtype
+    assert_close(actual, reference.paged_decode_attention(query, *case[1:]), ATTENTION)

@@ -45,6 +45,8 @@ usd_per_1m_output_tokens = 2.5
     ({"deployments": [{"name": "a", "backend": "local", "model": "m", "max_concurrency": 0}]}, "max_concurrency"),
     ({"deployments": [{"name": "a", "backend": "local", "model": "m", "dtype": "int4"}]},
      "dtype must be one of .*bfloat16.*got 'int4'"),
+    ({"deployments": [{"name": "a", "backend": "local", "model": "m", "kv_cache_dtype": "fp8"}]},
+     "kv_cache_dtype must be one of .*got 'fp8'"),
 ])
 def test_bad_settings_say_what_is_wrong(data, message):
     with pytest.raises(ValueError, match=message):
