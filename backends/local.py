@@ -45,7 +45,7 @@ class LocalBackend:
         self.engine = await asyncio.to_thread(
             LLMEngine.from_pretrained, source, device=self.spec.device or None, dtype=self.spec.dtype or None,
             max_num_seqs=self.spec.max_concurrency, kv_cache_gib=self.spec.kv_cache_gib or None,
-            kv_cache_dtype=None if self.spec.kv_cache_dtype in ("", "auto") else self.spec.kv_cache_dtype,
+            kv_cache_dtype=self.spec.kv_cache_dtype or None,
         )
         self._thread = EngineThread(self.engine)
         self._thread.start()

@@ -91,7 +91,7 @@ def _cpu_op(name: str) -> Callable:
 
 
 def cpu_kernels_available() -> bool:
-    """True when the C++ CPU kernels build and load here (the first call builds them, about a minute)."""
+    """True when the C++ CPU kernels build and load here (the first call builds them: about 25 s on 2 cores)."""
     from kernels.cpu.build import cpu_kernels_available as available
 
     return available()

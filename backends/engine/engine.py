@@ -98,7 +98,7 @@ class EngineConfig:
     num_kv_blocks: int | None = None  # exact block count (overrides kv_cache_gib; for tests)
     enable_prefix_caching: bool = True
     aging_per_step: float = 1.0  # see scheduler.py
-    # The KV cache's dtype; None = the model's. "bfloat16" under a float32 model halves the bytes every decode
+    # The KV cache's dtype; None or "auto" = the model's. "bfloat16" under a float32 model halves the bytes every decode
     # step reads (decode attention is bound by them on CPU) at bf16's rounding of keys and values, so greedy
     # output may then part from an all-fp32 run.
     kv_cache_dtype: str | None = None
@@ -109,8 +109,9 @@ class EngineConfig:
         if self.num_kv_blocks is not None and self.num_kv_blocks < 1:
             raise ValueError(f"num_kv_blocks must be >= 1, got {self.num_kv_blocks}")
         SchedulerConfig(self.max_num_seqs, self.max_num_batched_tokens, self.aging_per_step)  # validates
-        if self.kv_cache_dtype is not None and self.kv_cache_dtype not in DTYPES:
-            raise ValueError(f"kv_cache_dtype {self.kv_cache_dtype!r} is not supported; use one of: {', '.join(DTYPES)}")
+        if self.kv_cache_dtype not in (None, "auto") and self.kv_cache_dtype not in DTYPES:
+            raise ValueError(f"kv_cache_dtype {self.kv_cache_dtype!r} is not supported; use one of: auto, "
+                             f"{', '.join(DTYPES)}")
 
 
 class LLMEngine:
@@ -123,7 +124,7 @@ class LLMEngine:
         self.engine_config = ec = engine_config or EngineConfig()
         self.device = model.lm_head.weight.device
         self.dtype = model.lm_head.weight.dtype
-        self.kv_cache_dtype = DTYPES[ec.kv_cache_dtype] if ec.kv_cache_dtype else self.dtype
+        self.kv_cache_dtype = DTYPES[ec.kv_cache_dtype] if ec.kv_cache_dtype not in (None, "auto") else self.dtype
         num_blocks = ec.num_kv_blocks or self._num_blocks_for_budget(ec)
         self.max_model_len = min(config.max_model_len, num_blocks * ec.block_size)
         if self.max_model_len < 16:

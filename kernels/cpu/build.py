@@ -55,14 +55,15 @@ def _build() -> ModuleType | Exception:
         from torch.utils import cpp_extension
 
         started = time.perf_counter()
+        name = extension_name()
         module = cpp_extension.load(
-            name=extension_name(),
-            sources=[str(Path(__file__).with_name(name)) for name in SOURCES],
+            name=name,
+            sources=[str(Path(__file__).with_name(source)) for source in SOURCES],
             extra_cflags=COMPILE_FLAGS,
             extra_ldflags=["-fopenmp"],
             verbose=False,
         )
-        log.info("CPU kernels ready (%s) in %.1f s", extension_name(), time.perf_counter() - started)
+        log.info("CPU kernels ready (%s) in %.1f s", name, time.perf_counter() - started)
         return module
     except Exception as exc:  # no compiler, no Python headers, a failed build: all mean "use the reference"
         log.warning("the C++ CPU kernels are unavailable, using the torch reference instead: %s",

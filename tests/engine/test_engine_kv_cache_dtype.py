@@ -30,5 +30,5 @@ def test_float32_model_with_a_bfloat16_cache(bundled_dir):
 
 
 def test_unknown_kv_cache_dtype_names_the_known_ones():
-    with pytest.raises(ValueError, match="kv_cache_dtype 'int3' is not supported; use one of: float32"):
+    with pytest.raises(ValueError, match="kv_cache_dtype 'int3' is not supported; use one of: auto, float32"):
         EngineConfig(kv_cache_dtype="int3")
