@@ -7,10 +7,14 @@
 // offset j % block_size. The cache tensors are (num_blocks, block_size, num_kv_heads, head_dim) views of any
 // strides whose last axis is contiguous (the CPU cache is a heads-outer view, see backends/engine/kv_cache.py).
 // Work is split over (sequence, kv head) pairs: each pair reads its keys and values once for its g query heads.
+// For head_dim 64 and 128 the AVX-512 path scores sixteen keys at a time (one transposed sum instead of sixteen
+// horizontal ones) and keeps each query row's accumulator in registers across the values: on a 2-core Zen 4 the
+// bench/engine.py run spends 6.8 s in this kernel instead of 8.9 s with one key and one axpy at a time.
 // float32 or bfloat16 queries and caches, in any pairing (an fp32 model may keep a bf16 cache); bfloat16 is
 // widened to float32 on load.
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
+
 
 #include <vector>
 
@@ -19,51 +23,101 @@
 namespace tamer_cpu {
 namespace {
 
-// scores[g * stride] = q[g] . k for the `group` query rows (fp32, head_dim each) against one key.
+// scores[g * stride + t] = q[g] . k[t] for the `group` query rows (fp32, head_dim each) against n keys
+// token_stride apart. The portable version; the AVX-512 one (score_tokens16) is below.
 template <typename scalar_t>
-inline void dots(const float* q, const scalar_t* k, int64_t group, int64_t head_dim, float* scores, int64_t stride) {
-#ifdef __AVX512F__
-  if (head_dim % 16 == 0) {
+inline void score_tokens(const float* q, const scalar_t* k, int64_t token_stride, int64_t n, int64_t group,
+                         int64_t head_dim, float* scores, int64_t stride) {
+  for (int64_t t = 0; t < n; ++t) {
+    const scalar_t* kt = k + t * token_stride;
     for (int64_t g = 0; g < group; ++g) {
       const float* qg = q + g * head_dim;
-      __m512 sum = _mm512_mul_ps(_mm512_loadu_ps(qg), load16(k));
-      for (int64_t d = 16; d < head_dim; d += 16) sum = _mm512_fmadd_ps(_mm512_loadu_ps(qg + d), load16(k + d), sum);
-      scores[g * stride] = _mm512_reduce_add_ps(sum);
-    }
-    return;
-  }
-#endif
-  for (int64_t g = 0; g < group; ++g) {
-    const float* qg = q + g * head_dim;
-    float dot = 0.0f;
+      float dot = 0.0f;
 #pragma omp simd reduction(+ : dot)
-    for (int64_t d = 0; d < head_dim; ++d) dot += qg[d] * load(k, d);
-    scores[g * stride] = dot;
+      for (int64_t d = 0; d < head_dim; ++d) dot += qg[d] * load(kt, d);
+      scores[g * stride + t] = dot;
+    }
   }
 }
 
-// acc[g] += p[g * stride] * v for the `group` accumulator rows (fp32, head_dim each).
+// acc[g] += p[g * stride + t] * v[t] for the `group` accumulator rows (fp32, head_dim each) over n values
+// token_stride apart. The portable version; the AVX-512 one (accumulate_tokens16) is below.
 template <typename scalar_t>
-inline void axpy(const float* p, int64_t stride, const scalar_t* v, int64_t group, int64_t head_dim, float* acc) {
-#ifdef __AVX512F__
-  if (head_dim % 16 == 0) {
-    for (int64_t d = 0; d < head_dim; d += 16) {
-      const __m512 vd = load16(v + d);
-      for (int64_t g = 0; g < group; ++g) {
-        float* a = acc + g * head_dim + d;
-        _mm512_storeu_ps(a, _mm512_fmadd_ps(_mm512_set1_ps(p[g * stride]), vd, _mm512_loadu_ps(a)));
-      }
-    }
-    return;
-  }
-#endif
-  for (int64_t g = 0; g < group; ++g) {
-    const float weight = p[g * stride];
-    float* a = acc + g * head_dim;
+inline void accumulate_tokens(const float* p, int64_t stride, const scalar_t* v, int64_t token_stride, int64_t n,
+                              int64_t group, int64_t head_dim, float* acc) {
+  for (int64_t t = 0; t < n; ++t) {
+    const scalar_t* vt = v + t * token_stride;
+    for (int64_t g = 0; g < group; ++g) {
+      const float weight = p[g * stride + t];
+      float* a = acc + g * head_dim;
 #pragma omp simd
-    for (int64_t d = 0; d < head_dim; ++d) a[d] += weight * load(v, d);
+      for (int64_t d = 0; d < head_dim; ++d) a[d] += weight * load(vt, d);
+    }
   }
 }
+
+#ifdef __AVX512F__
+// Lane i of the result = the sum of the sixteen lanes of x[i]. Sixteen horizontal sums at once in 45 shuffles
+// and adds (pairs within 128-bit lanes, then 64-bit pairs, then across 128-bit lanes) instead of about 8 each.
+inline __m512 transpose_sum16(const __m512* x) {
+  __m512 y[8], z[4], u[2];
+  for (int i = 0; i < 8; ++i)  // per 128-bit lane: [a, b, a, b], partial sums of x[2i] (a) and x[2i + 1] (b)
+    y[i] = _mm512_add_ps(_mm512_unpacklo_ps(x[2 * i], x[2 * i + 1]), _mm512_unpackhi_ps(x[2 * i], x[2 * i + 1]));
+  for (int i = 0; i < 4; ++i) {  // per 128-bit lane: partial sums of x[4i], x[4i + 1], x[4i + 2], x[4i + 3]
+    const __m512d y0 = _mm512_castps_pd(y[2 * i]), y1 = _mm512_castps_pd(y[2 * i + 1]);
+    z[i] = _mm512_add_ps(_mm512_castpd_ps(_mm512_unpacklo_pd(y0, y1)), _mm512_castpd_ps(_mm512_unpackhi_pd(y0, y1)));
+  }
+  for (int i = 0; i < 2; ++i)  // 128-bit lanes: x[8i .. 8i+3] twice (halves of the sum), x[8i+4 .. 8i+7] twice
+    u[i] = _mm512_add_ps(_mm512_shuffle_f32x4(z[2 * i], z[2 * i + 1], _MM_SHUFFLE(2, 0, 2, 0)),
+                         _mm512_shuffle_f32x4(z[2 * i], z[2 * i + 1], _MM_SHUFFLE(3, 1, 3, 1)));
+  return _mm512_add_ps(_mm512_shuffle_f32x4(u[0], u[1], _MM_SHUFFLE(2, 0, 2, 0)),
+                       _mm512_shuffle_f32x4(u[0], u[1], _MM_SHUFFLE(3, 1, 3, 1)));
+}
+
+// score_tokens for head_dim = 16 * kChunks: per query row, sixteen keys' products are summed by one
+// transpose_sum16 and stored as one vector (the keys stay in L1 between the group's rows).
+template <int kChunks, typename scalar_t>
+inline void score_tokens16(const float* q, const scalar_t* k, int64_t token_stride, int64_t n, int64_t group,
+                           float* scores, int64_t stride) {
+  for (int64_t t0 = 0; t0 < n; t0 += 16) {
+    const int64_t m = std::min<int64_t>(16, n - t0);
+    for (int64_t g = 0; g < group; ++g) {
+      __m512 qg[kChunks], x[16];
+      for (int c = 0; c < kChunks; ++c) qg[c] = _mm512_loadu_ps(q + g * 16 * kChunks + 16 * c);
+      for (int64_t t = 0; t < 16; ++t) {
+        if (t >= m) {
+          x[t] = _mm512_setzero_ps();
+          continue;
+        }
+        const scalar_t* kt = k + (t0 + t) * token_stride;
+        __m512 sum = _mm512_mul_ps(qg[0], load16(kt));
+        for (int c = 1; c < kChunks; ++c) sum = _mm512_fmadd_ps(qg[c], load16(kt + 16 * c), sum);
+        x[t] = sum;
+      }
+      _mm512_mask_storeu_ps(scores + g * stride + t0, tail_mask(m), transpose_sum16(x));
+    }
+  }
+}
+
+// accumulate_tokens for head_dim = 16 * kChunks: each query row's accumulator stays in registers across the
+// tokens (the values stay in L1 between the group's rows).
+template <int kChunks, typename scalar_t>
+inline void accumulate_tokens16(const float* p, int64_t stride, const scalar_t* v, int64_t token_stride, int64_t n,
+                                int64_t group, float* acc) {
+  for (int64_t g = 0; g < group; ++g) {
+    float* ag = acc + g * 16 * kChunks;
+    const float* pg = p + g * stride;
+    __m512 a[kChunks];
+    for (int c = 0; c < kChunks; ++c) a[c] = _mm512_loadu_ps(ag + 16 * c);
+    for (int64_t t = 0; t < n; ++t) {
+      const __m512 weight = _mm512_set1_ps(pg[t]);
+      const scalar_t* vt = v + t * token_stride;
+      for (int c = 0; c < kChunks; ++c) a[c] = _mm512_fmadd_ps(weight, load16(vt + 16 * c), a[c]);
+    }
+    for (int c = 0; c < kChunks; ++c) _mm512_storeu_ps(ag + 16 * c, a[c]);
+  }
+}
+#endif
 
 // row[j] = exp(row[j] - max(row)) for j < n, in place; returns their sum.
 inline float softmax_numerators(float* row, int64_t n) {
@@ -102,7 +156,8 @@ inline void prefetch_block(const scalar_t* block, int64_t token_stride, int64_t 
     for (int64_t byte = 0; byte < row_bytes; byte += 64) __builtin_prefetch(base + t * stride_bytes + byte, 0, 3);
 }
 
-template <typename scalar_t, typename cache_t>
+// kChunks = head_dim / 16 for the AVX-512 paths (head_dim 64 or 128), 0 for the portable one.
+template <int kChunks, typename scalar_t, typename cache_t>
 void decode_attention(const at::Tensor& query, const at::Tensor& key_cache, const at::Tensor& value_cache,
                       const at::Tensor& block_tables, const at::Tensor& context_lens, double scale,
                       at::Tensor& out) {
@@ -126,7 +181,6 @@ void decode_attention(const at::Tensor& query, const at::Tensor& key_cache, cons
   auto value_block = [&](const int32_t* table, int64_t b, int64_t kv_head) {
     return v_ptr + table[b] * v_blk + kv_head * v_head;
   };
-
   // The cache is read from memory (the weights of the layers in between evict it from the caches), block by
   // scattered block, and each block's first touch waits on DRAM: so the next block (of keys, then of values,
   // then the next pair's keys) is prefetched while the current one is computed on. Measured on 2 cores,
@@ -151,8 +205,14 @@ void decode_attention(const at::Tensor& query, const at::Tensor& key_cache, cons
           else
             prefetch_block(value_block(table, 0, kv_head), v_tok, std::min(block_size, context_len), head_dim);
           const cache_t* k = key_block(table, b, kv_head);
-          for (int64_t t = 0; t < std::min(block_size, context_len - j0); ++t)
-            dots(q.data(), k + t * k_tok, group, head_dim, scores.data() + j0 + t, context_len);
+          const int64_t n = std::min(block_size, context_len - j0);
+#ifdef __AVX512F__
+          if constexpr (kChunks > 0) {
+            score_tokens16<kChunks>(q.data(), k, k_tok, n, group, scores.data() + j0, context_len);
+            continue;
+          }
+#endif
+          score_tokens(q.data(), k, k_tok, n, group, head_dim, scores.data() + j0, context_len);
         }
         for (int64_t g = 0; g < group; ++g) total[g] = softmax_numerators(scores.data() + g * context_len, context_len);
         for (int64_t j0 = 0, b = 0; j0 < context_len; j0 += block_size, ++b) {
@@ -165,8 +225,14 @@ void decode_attention(const at::Tensor& query, const at::Tensor& key_cache, cons
                            std::min(block_size, static_cast<int64_t>(lens[next_s])), head_dim);
           }
           const cache_t* v = value_block(table, b, kv_head);
-          for (int64_t t = 0; t < std::min(block_size, context_len - j0); ++t)
-            axpy(scores.data() + j0 + t, context_len, v + t * v_tok, group, head_dim, acc.data());
+          const int64_t n = std::min(block_size, context_len - j0);
+#ifdef __AVX512F__
+          if constexpr (kChunks > 0) {
+            accumulate_tokens16<kChunks>(scores.data() + j0, context_len, v, v_tok, n, group, acc.data());
+            continue;
+          }
+#endif
+          accumulate_tokens(scores.data() + j0, context_len, v, v_tok, n, group, head_dim, acc.data());
         }
       }
       for (int64_t g = 0; g < group; ++g) {  // no keys (context_len 0) leaves zeros: nothing to attend to
@@ -176,6 +242,16 @@ void decode_attention(const at::Tensor& query, const at::Tensor& key_cache, cons
       }
     }
   });
+}
+
+template <typename scalar_t, typename cache_t>
+void by_head_dim(const at::Tensor& query, const at::Tensor& key_cache, const at::Tensor& value_cache,
+                 const at::Tensor& block_tables, const at::Tensor& context_lens, double scale, at::Tensor& out) {
+  switch (query.size(2)) {
+    case 64: return decode_attention<4, scalar_t, cache_t>(query, key_cache, value_cache, block_tables, context_lens, scale, out);
+    case 128: return decode_attention<8, scalar_t, cache_t>(query, key_cache, value_cache, block_tables, context_lens, scale, out);
+    default: return decode_attention<0, scalar_t, cache_t>(query, key_cache, value_cache, block_tables, context_lens, scale, out);
+  }
 }
 
 }  // namespace
@@ -206,14 +282,13 @@ void paged_decode_attention(const at::Tensor& query, const at::Tensor& key_cache
               "paged_decode_attention on CPU takes float32 or bfloat16 queries and caches, got ", query.scalar_type(),
               " and ", key_cache.scalar_type());
   if (q_fp32 && kv_fp32) {
-    decode_attention<float, float>(query, key_cache, value_cache, block_tables, context_lens, scale, out);
+    by_head_dim<float, float>(query, key_cache, value_cache, block_tables, context_lens, scale, out);
   } else if (q_fp32) {
-    decode_attention<float, c10::BFloat16>(query, key_cache, value_cache, block_tables, context_lens, scale, out);
+    by_head_dim<float, c10::BFloat16>(query, key_cache, value_cache, block_tables, context_lens, scale, out);
   } else if (kv_fp32) {
-    decode_attention<c10::BFloat16, float>(query, key_cache, value_cache, block_tables, context_lens, scale, out);
+    by_head_dim<c10::BFloat16, float>(query, key_cache, value_cache, block_tables, context_lens, scale, out);
   } else {
-    decode_attention<c10::BFloat16, c10::BFloat16>(query, key_cache, value_cache, block_tables, context_lens, scale,
-                                                    out);
+    by_head_dim<c10::BFloat16, c10::BFloat16>(query, key_cache, value_cache, block_tables, context_lens, scale, out);
   }
 }
 

@@ -24,6 +24,8 @@ CASES = [
     ([17, 1023, 5], 32, 8, 2, 128),
     ([100, 31, 2], 5, 4, 1, 80),  # a block size and a head_dim that are not powers of two
     ([300, 1, 2047, 16, 15], 16, 9, 3, 64),
+    ([45, 3, 70], 20, 16, 1, 128),  # blocks of 20: sixteen keys at a time, then a tail of four; a group of 16
+    ([9, 40], 8, 6, 3, 32),  # a head_dim without a register-blocked path (64 and 128 have one)
 ]
 
 
