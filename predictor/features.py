@@ -18,39 +18,83 @@ from predictor.base import PredictionInput
 NGRAM_BUCKETS = 1 << 18
 _WORD = re.compile(r"[a-z0-9']+")
 
-# Task cues: what kind of answer the prompt asks for. Case-insensitive unless noted.
-CUES: dict[str, re.Pattern[str]] = {name: re.compile(pattern, flags) for name, pattern, flags in [
-    ("list", r"\b(list|ideas|tips|steps|examples|ways|suggest\w*|recommend\w*|options|brainstorm)\b", re.I),
-    ("long_form", r"\b(essay|story|stories|novel|article|blog|letter|poem|script|speech|song|lyrics|report|email|"
+# Task cues: what kind of answer the prompt asks for: (pattern, flags, anchors). Case-insensitive unless noted.
+# A cue's anchors are substrings at least one of which every match of its pattern contains (lower-cased, after
+# _FOLD, for a case-insensitive cue; None: no such list). A prompt holding none of them skips that regex, as
+# most prompts do for most cues, which makes the cues three times cheaper without changing one result.
+_CUE_SPECS: dict[str, tuple[str, int, tuple[str, ...] | None]] = {
+    "list": (r"\b(list|ideas|tips|steps|examples|ways|suggest\w*|recommend\w*|options|brainstorm)\b", re.I,
+             ("list", "ideas", "tips", "steps", "examples", "ways", "suggest", "recommend", "options", "brainstorm")),
+    "long_form": (r"\b(essay|story|stories|novel|article|blog|letter|poem|script|speech|song|lyrics|report|email|"
                   r"post|review|cover letter|outline|plan|guide|tutorial|itinerary|proposal|syllabus|lesson|"
-                  r"curriculum|bibliography|eulogy|patent|chapter|study notes|key points)\b", re.I),
-    ("explain", r"\b(explain|describe|why|discuss|compare|difference|elaborate|analy[sz]e|how (do|does|can|"
-                r"to|would|should|is|are|did))\b", re.I),
-    ("code", r"(```|\bcode\b|\bfunction\b|\bpython\b|\bjavascript\b|\bsql\b|\bprogram\b|\bregex\b|\bc\+\+|"
-             r"\bjava\b|\bhtml\b|\bbash\b|\bimplement\w*|\bsolution\b|\bbot\b|\bapi\b|\bscript\b)", re.I),
-    ("short", r"\b(one word|one sentence|single word|briefly|brief|short|concise|yes or no|true or false|"
-              r"only (the|answer|respond)|just (the|answer|say)|in \d+ words|few words)\b", re.I),
-    ("transform", r"\b(rewrite|rephrase|paraphrase|correct|fix|edit|translate|summari[sz]e|convert|classify|"
+                  r"curriculum|bibliography|eulogy|patent|chapter|study notes|key points)\b", re.I,
+                  ("essay", "story", "stories", "novel", "article", "blog", "letter", "poem", "script", "speech",
+                   "song", "lyrics", "report", "email", "post", "review", "outline", "plan", "guide", "tutorial",
+                   "itinerary", "proposal", "syllabus", "lesson", "curriculum", "bibliography", "eulogy", "patent",
+                   "chapter", "study notes", "key points")),
+    "explain": (r"\b(explain|describe|why|discuss|compare|difference|elaborate|analy[sz]e|how (do|does|can|"
+                r"to|would|should|is|are|did))\b", re.I,
+                ("explain", "describe", "why", "discuss", "compare", "difference", "elaborate", "analy", "how ")),
+    "code": (r"(```|\bcode\b|\bfunction\b|\bpython\b|\bjavascript\b|\bsql\b|\bprogram\b|\bregex\b|\bc\+\+|"
+             r"\bjava\b|\bhtml\b|\bbash\b|\bimplement\w*|\bsolution\b|\bbot\b|\bapi\b|\bscript\b)", re.I,
+             ("```", "code", "function", "python", "java", "sql", "program", "regex", "c++", "html", "bash",
+              "implement", "solution", "bot", "api", "script")),
+    "short": (r"\b(one word|one sentence|single word|briefly|brief|short|concise|yes or no|true or false|"
+              r"only (the|answer|respond)|just (the|answer|say)|in \d+ words|few words)\b", re.I,
+              ("one word", "one sentence", "single word", "brief", "short", "concise", "yes or no", "true or false",
+               "only ", "just ", " words")),
+    "transform": (r"\b(rewrite|rephrase|paraphrase|correct|fix|edit|translate|summari[sz]e|convert|classify|"
                   r"categori[sz]e|category|sentiment|extract|identify|label|detect|sort|format|capitali[sz]e|"
-                  r"change the)\b", re.I),
-    ("name_it", r"\b(title|name for|choose an?|pick an?|invent a|compliment|caption|slogan|headline|hashtag)\b",
-     re.I),
-    ("factoid", r"^\s*(what|who|when|where|which) (is|was|are|were|did)\b|\b(capital of|current date|"
-                r"how old|what year)\b", re.I),
-    ("math", r"(\d+\s*[-+*/x×^]\s*\d+|\bcalculate\b|\bsolve\b|\bequation\b|\bhow many\b|\bhow much\b|\bpercent|"
-             r"\$\d)", re.I),
-    ("multiple_choice", r"(^|\n)\s*[A-D][.)]\s|\bAnswer:\s*$", 0),
-    ("count_asked", r"\b(\d+|two|three|four|five|six|seven|eight|nine|ten|twenty)\s+(\w+\s)?(ideas|tips|ways|"
+                  r"change the)\b", re.I,
+                  ("rewrite", "rephrase", "paraphrase", "correct", "fix", "edit", "translate", "summari", "convert",
+                   "classify", "categor", "sentiment", "extract", "identify", "label", "detect", "sort", "format",
+                   "capitali", "change the")),
+    "name_it": (r"\b(title|name for|choose an?|pick an?|invent a|compliment|caption|slogan|headline|hashtag)\b",
+                re.I, ("title", "name for", "choose a", "pick a", "invent a", "compliment", "caption", "slogan",
+                       "headline", "hashtag")),
+    "factoid": (r"^\s*(what|who|when|where|which) (is|was|are|were|did)\b|\b(capital of|current date|"
+                r"how old|what year)\b", re.I,
+                ("what ", "who ", "when ", "where ", "which ", "capital of", "current date", "how old")),
+    "math": (r"(\d+\s*[-+*/x×^]\s*\d+|\bcalculate\b|\bsolve\b|\bequation\b|\bhow many\b|\bhow much\b|\bpercent|"
+             r"\$\d)", re.I, None),  # \d is any Unicode digit: no short list of anchors
+    "multiple_choice": (r"(^|\n)\s*[A-D][.)]\s|\bAnswer:\s*$", 0,
+                        ("A.", "B.", "C.", "D.", "A)", "B)", "C)", "D)", "Answer:")),
+    "count_asked": (r"\b(\d+|two|three|four|five|six|seven|eight|nine|ten|twenty)\s+(\w+\s)?(ideas|tips|ways|"
                     r"examples|reasons|things|steps|questions|names|words|sentences|paragraphs|points|facts|"
-                    r"items|options|jokes|titles|entries|days)\b", re.I),
-    ("exclusion", r"\b(NOT|EXCEPT|LEAST|FALSE)\b", 0),
-    ("statements", r"\bStatement 1\b", 0),
-    ("roleplay", r"\b(pretend|act as|imagine (you|that)|you are an?|role[- ]?play)\b", re.I),
-    ("opinion", r"\b(what do you think|your opinion|should i|would you|do you)\b", re.I),
-    ("detail", r"\b(detailed|in detail|comprehensive|thorough|step[- ]by[- ]step|in depth|elaborate|"
-               r"informative|full)\b", re.I),
-    ("creative", r"\b(creative|funny|humorous|joke|rhyme|fictional|imagine|haiku|limerick)\b", re.I),
-]}
+                    r"items|options|jokes|titles|entries|days)\b", re.I,
+                    ("ideas", "tips", "ways", "examples", "reasons", "things", "steps", "questions", "names", "words",
+                     "sentences", "paragraphs", "points", "facts", "items", "options", "jokes", "titles", "entries",
+                     "days")),
+    "exclusion": (r"\b(NOT|EXCEPT|LEAST|FALSE)\b", 0, ("NOT", "EXCEPT", "LEAST", "FALSE")),
+    "statements": (r"\bStatement 1\b", 0, ("Statement 1",)),
+    "roleplay": (r"\b(pretend|act as|imagine (you|that)|you are an?|role[- ]?play)\b", re.I,
+                 ("pretend", "act as", "imagine ", "you are ", "role")),
+    "opinion": (r"\b(what do you think|your opinion|should i|would you|do you)\b", re.I,
+                ("your opinion", "should i", "would you", "do you")),
+    "detail": (r"\b(detailed|in detail|comprehensive|thorough|step[- ]by[- ]step|in depth|elaborate|"
+               r"informative|full)\b", re.I,
+               ("detail", "comprehensive", "thorough", "step", "in depth", "elaborate", "informative", "full")),
+    "creative": (r"\b(creative|funny|humorous|joke|rhyme|fictional|imagine|haiku|limerick)\b", re.I,
+                 ("creative", "funny", "humorous", "joke", "rhyme", "fictional", "imagine", "haiku", "limerick")),
+}
+CUES: dict[str, re.Pattern[str]] = {name: re.compile(pattern, flags) for name, (pattern, flags, _) in _CUE_SPECS.items()}
+# The non-ASCII letters that IGNORECASE matches to ASCII ones (Kelvin sign, long s, dotted and dotless i), folded
+# to them before lower() so that an anchor test never misses what the regex would match.
+_FOLD = str.maketrans({"\u212a": "k", "\u017f": "s", "\u0130": "i", "\u0131": "i"})
+
+
+def cue_flags(window: str) -> list[float]:
+    """1.0 / 0.0 per cue, in CUES order: does the cue's pattern match in the window."""
+    folded = window.translate(_FOLD).lower()
+    flags = []
+    for name, pattern in CUES.items():
+        anchors = _CUE_SPECS[name][2]
+        haystack = folded if pattern.flags & re.I else window
+        if anchors is not None and not any(anchor in haystack for anchor in anchors):
+            flags.append(0.0)
+        else:
+            flags.append(1.0 if pattern.search(window) else 0.0)
+    return flags
 
 STAT_NAMES = (
     "log2_chars", "log2_words", "lines", "question_marks", "log2_digits", "numbers", "upper_ratio",
@@ -100,9 +144,7 @@ def dense_features(request: PredictionInput) -> np.ndarray:
         float(request.num_messages),
         float(request.has_system_prompt),
     ]
-    window = _cue_window(text)
-    cues = [1.0 if pattern.search(window) else 0.0 for pattern in CUES.values()]
-    return np.asarray(stats + cues, dtype=np.float32)
+    return np.asarray(stats + cue_flags(_cue_window(text)), dtype=np.float32)
 
 
 def hashed_ngrams(text: str) -> tuple[np.ndarray, np.ndarray]:

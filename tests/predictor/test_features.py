@@ -39,3 +39,34 @@ def test_split_is_fixed_and_near_twenty_percent():
     assert 0.18 < share < 0.22
     assert is_test_prompt("alpaca_eval-000") == is_test_prompt("alpaca_eval-000")
     assert 0.0 <= calibration_rank("x") < 1.0
+
+
+def test_cue_anchors_never_change_a_cue():
+    """cue_flags skips a regex when none of its anchors is present; on texts built to sit near every pattern
+    (mixed case, the non-ASCII letters IGNORECASE folds to ASCII, glued and split words, Unicode digits) it must
+    agree with running every regex."""
+    import random
+    import re
+
+    from predictor.features import _CUE_SPECS, CUES, cue_flags
+
+    words = sorted({w for _, _, anchors in _CUE_SPECS.values() for a in anchors or () for w in a.split()} |
+                   {"how do", "What is", "imagine that", "you are a", "role-play", "step by step", "in 12 words",
+                    "just say", "only answer", "ten reasons", "3 + 4", "\u0663+\u0664", "$5", "calculate", "percentage",
+                    "A. yes", "\nB) no", "Answer:", "Statement 1", "c++", "```", "implementation", "analyse",
+                    "summarize", "capitalise", "hello", "the", "Paris", "x", "?"})
+    swaps = {"s": "\u017f", "k": "\u212a", "i": "\u0131", "I": "\u0130"}
+    rng = random.Random(0)
+    for _ in range(20000):
+        parts = []
+        for word in rng.sample(words, rng.randint(1, 6)):
+            word = rng.choice([word, word.upper(), word.title(), word.lower()])
+            if rng.random() < 0.3:
+                word = "".join(swaps.get(c, c) if rng.random() < 0.5 else c for c in word)
+            parts.append(word)
+        text = "".join(p + rng.choice([" ", " ", "\n", ", ", "", "-", ". "]) for p in parts).strip(rng.choice([" ", ""]))
+        expected = [1.0 if pattern.search(text) else 0.0 for pattern in CUES.values()]
+        assert cue_flags(text) == expected, text
+    assert cue_flags("Make a \u212aotlin liſt") == [1.0 if p.search("Make a \u212aotlin liſt") else 0.0
+                                                    for p in CUES.values()]
+    assert re.compile("list", re.I).search("li\u017ft")  # the folding the anchors must follow
