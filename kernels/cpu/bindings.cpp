@@ -1,4 +1,6 @@
 // The Python module of the CPU kernels: one entry per op (each defined in its own .cpp beside this file).
+// Each releases the GIL while it runs, as torch's own ops do: the engine steps in its own thread, and the
+// proxy's event loop (or a second engine) keeps running Python meanwhile. The kernels touch no Python object.
 #include <torch/extension.h>
 
 namespace tamer_cpu {
@@ -15,10 +17,12 @@ void store_kv_cache(const at::Tensor& key, const at::Tensor& value, at::Tensor& 
 }  // namespace tamer_cpu
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
-  m.def("paged_decode_attention", &tamer_cpu::paged_decode_attention, "paged decode attention, read in place");
-  m.def("rms_norm", &tamer_cpu::rms_norm, "RMSNorm into out");
-  m.def("fused_add_rms_norm", &tamer_cpu::fused_add_rms_norm, "residual add + RMSNorm, in place");
-  m.def("rotary_embedding", &tamer_cpu::rotary_embedding, "rotary embedding of q and k, in place");
-  m.def("silu_and_mul", &tamer_cpu::silu_and_mul, "SwiGLU gate into out");
-  m.def("store_kv_cache", &tamer_cpu::store_kv_cache, "new keys and values into their cache slots");
+  using release_gil = py::call_guard<py::gil_scoped_release>;
+  m.def("paged_decode_attention", &tamer_cpu::paged_decode_attention, "paged decode attention, read in place",
+        release_gil());
+  m.def("rms_norm", &tamer_cpu::rms_norm, "RMSNorm into out", release_gil());
+  m.def("fused_add_rms_norm", &tamer_cpu::fused_add_rms_norm, "residual add + RMSNorm, in place", release_gil());
+  m.def("rotary_embedding", &tamer_cpu::rotary_embedding, "rotary embedding of q and k, in place", release_gil());
+  m.def("silu_and_mul", &tamer_cpu::silu_and_mul, "SwiGLU gate into out", release_gil());
+  m.def("store_kv_cache", &tamer_cpu::store_kv_cache, "new keys and values into their cache slots", release_gil());
 }

@@ -116,3 +116,32 @@ def test_query_and_cache_of_different_dtypes(query_dtype, cache_dtype):
         actual = ops.paged_decode_attention(query, *case[1:])
     assert actual.dtype == query_dtype
     assert_close(actual, reference.paged_decode_attention(query, *case[1:]), ATTENTION)
+
+
+def test_the_gil_is_released_while_the_kernel_runs():
+    """The engine steps in its own thread; a kernel that held the GIL would stall the proxy's event loop for
+    its whole duration. While one long call runs in a thread, the main thread's Python must keep running."""
+    import threading
+    import time
+
+    case, _, _ = make_case([4096] * 64, 16, 9, 3, 64, torch.float32, True)
+    kernel = cpu_kernels().paged_decode_attention
+    query, key_cache, value_cache, tables, lens, scale = case
+    args = (query, key_cache, value_cache, tables, lens, scale, torch.empty_like(query))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # leave a core to the main thread
+    try:
+        started = time.perf_counter()
+        kernel(*args)
+        call_s = time.perf_counter() - started
+        worker = threading.Thread(target=lambda: [kernel(*args) for _ in range(3)])
+        ticks = []
+        worker.start()
+        while worker.is_alive():
+            ticks.append(time.perf_counter())
+        worker.join()
+    finally:
+        torch.set_num_threads(threads)
+    longest_gap_s = max(b - a for a, b in zip(ticks, ticks[1:]))
+    assert call_s > 0.05  # long enough that a held GIL would show
+    assert longest_gap_s < call_s / 2, (longest_gap_s, call_s)
