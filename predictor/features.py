@@ -21,7 +21,7 @@ _WORD = re.compile(r"[a-z0-9']+")
 # Task cues: what kind of answer the prompt asks for: (pattern, flags, anchors). Case-insensitive unless noted.
 # A cue's anchors are substrings at least one of which every match of its pattern contains (lower-cased, after
 # _FOLD, for a case-insensitive cue; None: no such list). A prompt holding none of them skips that regex, as
-# most prompts do for most cues, which makes the cues three times cheaper without changing one result.
+# most prompts do for most cues, which makes the cues almost three times cheaper without changing one result.
 _CUE_SPECS: dict[str, tuple[str, int, tuple[str, ...] | None]] = {
     "list": (r"\b(list|ideas|tips|steps|examples|ways|suggest\w*|recommend\w*|options|brainstorm)\b", re.I,
              ("list", "ideas", "tips", "steps", "examples", "ways", "suggest", "recommend", "options", "brainstorm")),
@@ -77,7 +77,8 @@ _CUE_SPECS: dict[str, tuple[str, int, tuple[str, ...] | None]] = {
     "creative": (r"\b(creative|funny|humorous|joke|rhyme|fictional|imagine|haiku|limerick)\b", re.I,
                  ("creative", "funny", "humorous", "joke", "rhyme", "fictional", "imagine", "haiku", "limerick")),
 }
-CUES: dict[str, re.Pattern[str]] = {name: re.compile(pattern, flags) for name, (pattern, flags, _) in _CUE_SPECS.items()}
+CUES: dict[str, re.Pattern[str]] = {name: re.compile(pattern, flags)
+                                    for name, (pattern, flags, _) in _CUE_SPECS.items()}
 # The non-ASCII letters that IGNORECASE matches to ASCII ones (Kelvin sign, long s, dotted and dotless i), folded
 # to them before lower() so that an anchor test never misses what the regex would match.
 _FOLD = str.maketrans({"\u212a": "k", "\u017f": "s", "\u0130": "i", "\u0131": "i"})
@@ -95,6 +96,7 @@ def cue_flags(window: str) -> list[float]:
         else:
             flags.append(1.0 if pattern.search(window) else 0.0)
     return flags
+
 
 STAT_NAMES = (
     "log2_chars", "log2_words", "lines", "question_marks", "log2_digits", "numbers", "upper_ratio",
