@@ -79,6 +79,8 @@ _CUE_SPECS: dict[str, tuple[str, int, tuple[str, ...] | None]] = {
 }
 CUES: dict[str, re.Pattern[str]] = {name: re.compile(pattern, flags)
                                     for name, (pattern, flags, _) in _CUE_SPECS.items()}
+# (pattern, anchors, whether the anchors are looked for in the folded text), in CUES order
+_ANCHORED_CUES = [(CUES[name], anchors, bool(flags & re.I)) for name, (_, flags, anchors) in _CUE_SPECS.items()]
 # The non-ASCII letters that IGNORECASE matches to ASCII ones (Kelvin sign, long s, dotted and dotless i), folded
 # to them before lower() so that an anchor test never misses what the regex would match.
 _FOLD = str.maketrans({"\u212a": "k", "\u017f": "s", "\u0130": "i", "\u0131": "i"})
@@ -88,9 +90,8 @@ def cue_flags(window: str) -> list[float]:
     """1.0 / 0.0 per cue, in CUES order: does the cue's pattern match in the window."""
     folded = window.translate(_FOLD).lower()
     flags = []
-    for name, pattern in CUES.items():
-        anchors = _CUE_SPECS[name][2]
-        haystack = folded if pattern.flags & re.I else window
+    for pattern, anchors, ignore_case in _ANCHORED_CUES:
+        haystack = folded if ignore_case else window
         if anchors is not None and not any(anchor in haystack for anchor in anchors):
             flags.append(0.0)
         else:
