@@ -24,10 +24,16 @@ def packing_supported() -> bool:
         and hasattr(torch.ops.mkldnn, "_linear_pointwise")
 
 
+@functools.cache
+def bf16_packing_supported() -> bool:
+    """oneDNN's bf16 path needs AVX-512 (BW, VL, DQ) or AVX-NE-CONVERT; an AVX2-only processor packs fp32 only."""
+    return packing_supported() and bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
 def can_pack(weight: torch.Tensor) -> bool:
-    """A 2-D CPU weight of a dtype oneDNN packs, in a torch build that can."""
+    """A 2-D CPU weight of a dtype oneDNN packs on this processor, in a torch build that can."""
     return weight.device.type == "cpu" and weight.dim() == 2 and weight.dtype in PACKABLE_DTYPES \
-        and packing_supported()
+        and packing_supported() and (weight.dtype != torch.bfloat16 or bf16_packing_supported())
 
 
 def pack_weight(weight: torch.Tensor, batch_size_hint: int) -> torch.Tensor:
@@ -35,7 +41,8 @@ def pack_weight(weight: torch.Tensor, batch_size_hint: int) -> torch.Tensor:
     if not can_pack(weight):
         raise ValueError(f"cannot pack a {weight.dtype} weight of shape {tuple(weight.shape)} on "
                          f"{weight.device.type}; packing takes 2-D float32 or bfloat16 CPU weights in a torch with "
-                         f"oneDNN (torch.backends.mkldnn.is_available())")
+                         f"oneDNN (torch.backends.mkldnn.is_available()), bfloat16 only on a processor with "
+                         f"oneDNN's bf16 support")
     return torch.ops.mkldnn._reorder_linear_weight(weight.detach(), max(1, int(batch_size_hint)))
 
 

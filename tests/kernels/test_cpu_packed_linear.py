@@ -21,6 +21,8 @@ LINEAR = {torch.float32: (1e-4, 1e-5), torch.bfloat16: ELEMENTWISE[torch.bfloat1
 @pytest.mark.parametrize("num_rows, hint", [(1, 64), (7, 64), (64, 64), (513, 8)])
 @pytest.mark.parametrize("has_bias", [False, True], ids=["no-bias", "bias"])
 def test_matches_torch_linear(dtype, in_features, out_features, num_rows, hint, has_bias):
+    if dtype == torch.bfloat16 and not packed_linear.bf16_packing_supported():
+        pytest.skip("this processor has no oneDNN bf16 path (AVX-512 BW/VL/DQ or AVX-NE-CONVERT)")
     g = torch.Generator().manual_seed(in_features * 7 + num_rows)
     weight = torch.randn(out_features, in_features, generator=g).div(in_features ** 0.5).to(dtype)
     bias = torch.randn(out_features, generator=g).to(dtype) if has_bias else None
@@ -54,6 +56,15 @@ def test_what_cannot_be_packed():
     assert ops.pack_linear_weight(torch.randn(4), 4) is None
     with pytest.raises(ValueError, match="float32 or bfloat16"):
         packed_linear.pack_weight(torch.randn(4, 4, dtype=torch.float64), 4)
+
+
+def test_bfloat16_packs_only_where_onednn_can_run_it():
+    """On a processor without oneDNN's bf16 path (AVX2 only) a bf16 weight stays unpacked and the layer still
+    runs, through torch's linear."""
+    weight, x = torch.randn(16, 8, dtype=torch.bfloat16), torch.randn(3, 8, dtype=torch.bfloat16)
+    packed = ops.pack_linear_weight(weight, 3)
+    assert (packed is not None) == packed_linear.bf16_packing_supported()
+    assert_close(ops.linear(x, weight, None, packed), reference.linear(x, weight, None), LINEAR)
 
 
 def test_engine_layers_pack_on_cpu():
