@@ -44,8 +44,10 @@ class Predictor(Protocol):
 
     def predict(self, request: PredictionInput, models: Sequence[str]) -> Prediction: ...
 
-    def observe(self, model: str, predicted_tokens: float, output_tokens: int, truncated: bool) -> None:
-        """Feed back a finished request's true output length (online correction, predictor/correction.py)."""
+    def observe(self, model: str, predicted_tokens: float, output_tokens: int, truncated: bool,
+                request: PredictionInput | None = None) -> None:
+        """Feed back a finished request's true output length (online correction, predictor/correction.py);
+        `request`, when given, is the request it answered, so the correction can learn per kind of prompt."""
         ...
 
 

@@ -167,3 +167,29 @@ def hashed_ngrams(text: str) -> tuple[np.ndarray, np.ndarray]:
     index = np.fromiter(counts.keys(), dtype=np.int64, count=len(counts))
     weight = 1.0 + np.log(np.fromiter(counts.values(), dtype=np.float32, count=len(counts)))
     return index, weight
+
+
+# The kind of answer a prompt asks for, from its cue flags: the first rule whose cues are set wins. The online
+# length correction (predictor/correction.py) learns a deployment's bias per kind: a model may answer multiple
+# choice in a word and write essays when asked to explain, whatever the shipped models did.
+PROMPT_KINDS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("multiple_choice", ("multiple_choice", "statements")),
+    ("code", ("code",)),
+    ("math", ("math",)),
+    ("short_answer", ("short", "name_it", "factoid")),
+    ("long_form", ("long_form", "list", "count_asked", "detail", "creative")),
+    ("open", ()),
+)
+_KIND_COLUMNS = [(kind, [DENSE_NAMES.index(f"cue_{cue}") for cue in cues]) for kind, cues in PROMPT_KINDS]
+
+
+def prompt_kind_of(dense: np.ndarray) -> str:
+    """The prompt's kind (a PROMPT_KINDS name) from its dense features (`dense_features`)."""
+    for kind, columns in _KIND_COLUMNS:
+        if not columns or any(dense[c] > 0 for c in columns):
+            return kind
+    return PROMPT_KINDS[-1][0]
+
+
+def prompt_kind(request: PredictionInput) -> str:
+    return prompt_kind_of(dense_features(request))

@@ -3,7 +3,8 @@
 For one request and N candidate models, predict() computes the prompt's features once (statistics,
 cues, the text heads' scores), then runs the four LightGBM models on N rows, one per model card.
 A model with no card gets the default card (the median training model) until it is calibrated; the
-online correction (predictor/correction.py) then moves its lengths toward what it really writes.
+online correction (predictor/correction.py) then moves its lengths toward what it really writes, for each
+kind of prompt (features.prompt_kind) apart.
 
 Artifacts are loaded once, when the predictor is built (never at import).
 """
@@ -19,7 +20,7 @@ import numpy as np
 from predictor.base import ModelPrediction, Prediction, PredictionInput
 from predictor.bundle import PredictorBundle, difficulty_rows, length_rows
 from predictor.correction import LengthCorrection
-from predictor.features import dense_features
+from predictor.features import dense_features, prompt_kind, prompt_kind_of
 from predictor.model_card import ModelCard, default_card, load_cards
 
 ARTIFACTS_DIR = Path(__file__).parent / "artifacts"
@@ -54,7 +55,9 @@ class LearnedPredictor:
     def predict(self, request: PredictionInput, models: Sequence[str]) -> Prediction:
         text = request.prompt_text
         token_ids = self.bundle.heads.token_ids(text)
-        prompt = self.bundle.prompt_row(dense_features(request), text, token_ids)
+        dense = dense_features(request)
+        kind = prompt_kind_of(dense)
+        prompt = self.bundle.prompt_row(dense, text, token_ids)
         input_tokens = len(token_ids) + TOKENS_PER_MESSAGE * request.num_messages
         if not models:
             return Prediction(input_tokens=input_tokens)
@@ -65,10 +68,12 @@ class LearnedPredictor:
         cap = request.max_tokens if request.max_tokens is not None else math.inf
         by_model = {}
         for i, model in enumerate(models):
-            scale = 2.0 ** self.correction.offset_log2(model)
+            scale = 2.0 ** self.correction.offset_log2(model, kind)
             p10, p50, p90 = (min(float(q) * scale, cap) for q in lengths[i])
             by_model[model] = ModelPrediction(p10, p50, p90, p_as_good_as_strongest=float(quality[i]))
         return Prediction(input_tokens=input_tokens, by_model=by_model)
 
-    def observe(self, model: str, predicted_tokens: float, output_tokens: int, truncated: bool) -> None:
-        self.correction.observe(model, predicted_tokens, output_tokens, truncated)
+    def observe(self, model: str, predicted_tokens: float, output_tokens: int, truncated: bool,
+                request: PredictionInput | None = None) -> None:
+        kind = prompt_kind(request) if request is not None else ""
+        self.correction.observe(model, predicted_tokens, output_tokens, truncated, kind)

@@ -244,7 +244,7 @@ class RequestService:
                   priority=decision.est_output_tokens, est_tokens=round(input_tokens + decision.est_output_tokens),
                   deadline_at_s=time.time() + self.request_timeout_s)
         await self.queue.submit(job)
-        events = self._bounded(job.job_id, deadline_s, decision)
+        events = self._bounded(job.job_id, deadline_s, decision, request)
         try:
             first = await events.__anext__()
         except BaseException:
@@ -255,14 +255,14 @@ class RequestService:
             raise first.to_error()
         return RoutedStream(job_id=job.job_id, decision=decision, first=first, rest=events)
 
-    def _feed_back(self, decision: Decision, finish: FinishEvent) -> None:
-        """Tell the predictor how long the answer really was; never raises into the request path."""
+    def _feed_back(self, request: GenerationRequest, decision: Decision, finish: FinishEvent) -> None:
+        """Tell the predictor how long the answer to `request` really was; never raises into the request path."""
         median = decision.est_output_tokens if decision.output_tokens_p50 is None else decision.output_tokens_p50
         spec = self.deployments.get(decision.deployment)
         card = spec.card_model if spec is not None else decision.model
         try:
             self.predictor.observe(card, median, finish.completion_tokens,
-                                   truncated=finish.finish_reason == "length")
+                                   truncated=finish.finish_reason == "length", request=prediction_input(request))
         except Exception:
             log.exception("predictor %r failed to observe a finished job of %s; continuing",
                           getattr(self.predictor, "name", "?"), decision.model)
@@ -272,7 +272,8 @@ class RequestService:
             except Exception:
                 log.exception("feedback listener %r failed; continuing", listener)
 
-    async def _bounded(self, job_id: str, deadline_s: float, decision: Decision) -> AsyncIterator[Event]:
+    async def _bounded(self, job_id: str, deadline_s: float, decision: Decision,
+                       request: GenerationRequest) -> AsyncIterator[Event]:
         """The job's events, ending with a JobTimeoutError at the deadline; cancels the job unless it finished.
         A finish event is fed back to the predictor before it is passed on."""
         source = self.queue.events(job_id).__aiter__()
@@ -292,7 +293,7 @@ class RequestService:
                     ) from None
                 finished = is_terminal(event)
                 if isinstance(event, FinishEvent):
-                    self._feed_back(decision, event)
+                    self._feed_back(request, decision, event)
                 yield event
                 if finished:
                     return

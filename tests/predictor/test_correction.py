@@ -1,4 +1,5 @@
-"""Online length correction: bounded, robust to outliers, censored outputs only push up, converges to a bias."""
+"""Online length correction: bounded, robust to outliers, censored outputs only push up, converges to a bias,
+per model and per kind of prompt."""
 
 from __future__ import annotations
 
@@ -85,6 +86,44 @@ def test_converges_despite_outliers():
     assert 150 < corrected < 400  # near the typical 200, not dragged to the outliers' 20000
 
 
+def test_kinds_of_prompt_are_corrected_apart_and_an_unseen_kind_gets_the_models_offset():
+    """A model that answers multiple choice in 1/3 of the prediction and open questions in 2x, interleaved:
+    the corrected predictions meet both; a kind it never served gets the offset over all its requests."""
+    c = LengthCorrection(weight=0.05)
+    base_tokens = 200.0
+    truth = {"multiple_choice": base_tokens / 3, "open": base_tokens * 2}
+    for i in range(600):
+        kind = "open" if i % 3 == 0 else "multiple_choice"
+        predicted = base_tokens * 2.0 ** c.offset_log2(MODEL, kind)
+        c.observe(MODEL, predicted, round(truth[kind]), kind=kind)
+    for kind, tokens in truth.items():
+        assert base_tokens * 2.0 ** c.offset_log2(MODEL, kind) == pytest.approx(tokens, rel=0.05)
+    assert c.offset_log2(MODEL, "code") == c.offset_log2(MODEL) == c.offset_log2(MODEL, "")
+    assert c.offset_log2(MODEL, "multiple_choice") < c.offset_log2(MODEL) < c.offset_log2(MODEL, "open")
+    assert c.observations(MODEL) == 600
+    assert (c.observations(MODEL, "open"), c.observations(MODEL, "multiple_choice")) == (200, 400)
+    assert c.observations(MODEL, "code") == 0
+
+
+def test_a_new_kind_starts_from_the_models_offset():
+    c = LengthCorrection(weight=0.5)
+    for _ in range(20):
+        c.observe(MODEL, 100 * 2.0 ** c.offset_log2(MODEL), 300)  # no kind: a model 3x as verbose
+    assert c.offset_log2(MODEL, "math") == c.offset_log2(MODEL) == pytest.approx(math.log2(301 / 101), abs=0.01)
+    c.observe(MODEL, 100 * 2.0 ** c.offset_log2(MODEL, "math"), 300, kind="math")  # as predicted: no change
+    assert c.offset_log2(MODEL, "math") == pytest.approx(math.log2(301 / 101), abs=0.01)
+    assert c.observations(MODEL, "math") == 1
+
+
+def test_kind_offsets_are_bounded_and_censored_too():
+    c = LengthCorrection(weight=0.5, max_offset_log2=2.0)
+    for _ in range(200):
+        c.observe(MODEL, predicted_tokens=1, output_tokens=100_000, kind="long_form")
+    assert c.offset_log2(MODEL) == pytest.approx(2.0) and c.offset_log2(MODEL, "long_form") == pytest.approx(2.0)
+    c.observe(MODEL, predicted_tokens=400, output_tokens=16, truncated=True, kind="math")  # cut short: says nothing
+    assert c.observations(MODEL, "math") == 0
+
+
 def test_heuristic_predictor_applies_the_correction_multiplicatively_and_still_caps():
     p = HeuristicPredictor(output_tokens_p10=40, output_tokens_p50=200, output_tokens_p90=600)
     request = PredictionInput(prompt_text="hello", num_messages=1, max_tokens=None)
@@ -107,3 +146,16 @@ def test_heuristic_predictor_accepts_a_card_file_path(tmp_path):
 
     p = create_predictor("heuristic", cards_path=tmp_path / "cards.json")
     assert p.predict(PredictionInput("hi", 1, None), [MODEL]).by_model[MODEL].output_tokens_p50 == 200
+
+
+def test_heuristic_predictor_learns_per_kind_of_prompt():
+    p = HeuristicPredictor()
+    choice = PredictionInput("Which is a prime?\nA. 4\nB. 6\nC. 7\nD. 9\nAnswer:", 1, None)
+    essay = PredictionInput("Write an essay about the sea.", 1, None)
+    for _ in range(300):
+        p50 = p.predict(choice, [MODEL]).by_model[MODEL].output_tokens_p50
+        p.observe(MODEL, p50, 60, truncated=False, request=choice)
+        p50 = p.predict(essay, [MODEL]).by_model[MODEL].output_tokens_p50
+        p.observe(MODEL, p50, 600, truncated=False, request=essay)
+    assert p.predict(choice, [MODEL]).by_model[MODEL].output_tokens_p50 == pytest.approx(60, rel=0.05)
+    assert p.predict(essay, [MODEL]).by_model[MODEL].output_tokens_p50 == pytest.approx(600, rel=0.05)

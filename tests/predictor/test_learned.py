@@ -84,6 +84,25 @@ def test_online_correction_moves_a_biased_model(predictor):
     assert after >= before / 4 - 1e-6  # bounded: at most a 4x correction with the defaults
 
 
+def test_online_correction_learns_each_kind_of_prompt_apart(predictor):
+    """A model that answers multiple choice with a letter and open questions at length, unlike any trained on."""
+    fresh = LearnedPredictor(bundle=predictor.bundle)
+    choice = PredictionInput("Which planet is largest?\nA. Mars\nB. Venus\nC. Jupiter\nD. Earth\nAnswer:", 1, None)
+    essay = PredictionInput("Write a story about a lighthouse keeper.", 1, None)
+    model = "letter-answering-model"
+
+    def p50(request: PredictionInput) -> float:
+        return fresh.predict(request, [model]).by_model[model].output_tokens_p50
+
+    before_choice, before_essay = p50(choice), p50(essay)
+    for _ in range(300):
+        fresh.observe(model, p50(choice), output_tokens=round(before_choice / 3), truncated=False, request=choice)
+        fresh.observe(model, p50(essay), output_tokens=round(before_essay * 2), truncated=False, request=essay)
+    assert p50(choice) == pytest.approx(before_choice / 3, rel=0.1)
+    assert p50(essay) == pytest.approx(before_essay * 2, rel=0.1)
+    assert fresh.correction.observations(model, "multiple_choice") == 300
+
+
 def test_missing_bundle_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="predictor train"):
         LearnedPredictor(bundle_dir=tmp_path)

@@ -11,6 +11,8 @@ import time
 import httpx
 import pytest
 
+from predictor.base import PredictionInput
+from predictor.features import prompt_kind
 from router.config import GatewayConfig, RoutingSettings
 from tests.serving import MODEL, RunningServer, local_deployment, read_data_lines
 
@@ -62,6 +64,9 @@ def test_each_finished_request_is_observed_once_with_its_true_length(feedback_se
     client = OpenAI(base_url=feedback_server.url + "/v1", api_key="unused", max_retries=0, timeout=120)
     correction = predictor(feedback_server).correction
     before = correction.observations(MODEL)
+    kinds = [prompt_kind(PredictionInput(SHORT["messages"][0]["content"], 1, 8))] * 3 + [
+        prompt_kind(PredictionInput("One, two, three,", 1, 8))]
+    before_by_kind = {k: correction.observations(MODEL, k) for k in kinds}
     lengths = []
     for _ in range(2):
         answer = client.chat.completions.create(**SHORT)
@@ -71,6 +76,9 @@ def test_each_finished_request_is_observed_once_with_its_true_length(feedback_se
     answer = client.completions.create(model=MODEL, prompt="One, two, three,", max_tokens=8, temperature=0.0)
     lengths.append(answer.usage.completion_tokens)
     assert correction.observations(MODEL) == before + 4  # recorded before each answer was sent
+    # and learnt per kind of prompt: the service passed each request along with its length
+    assert {k: correction.observations(MODEL, k) - n for k, n in before_by_kind.items()} == {
+        k: kinds.count(k) for k in kinds}
     assert [(m, n) for m, _, n in seen] == [(MODEL, n) for n in lengths]
     assert all(0 < predicted <= 8 for _, predicted, _ in seen)  # the median the router used, capped
 
