@@ -366,11 +366,11 @@ def main() -> None:
             server.gateway.service.predictor = FixedPredictor()
             asyncio.run(burst(server.url, prompts, 1))
             runs = {arm: ArmRuns() for arm in ("fcfs", *LEARNED_ARMS, "oracle")}
-            fcfs_rows = run_arm(server, "fcfs", FixedPredictor(), prompts, max_tokens, runs["fcfs"])
+            predictors["fcfs"] = FixedPredictor()
+            fcfs_rows = run_arm(server, "fcfs", predictors["fcfs"], prompts, max_tokens, runs["fcfs"])
             true_tokens = {r["prompt_id"]: r["completion_tokens"] for r in fcfs_rows}
             predictors["oracle"] = FixedPredictor({p["text"]: true_tokens[p["prompt_id"]] for p in prompts})
-            predictors["fcfs"] = FixedPredictor()
-            order = list(runs)
+            order = list(runs)  # fcfs first: its first burst, above, measured the true lengths
             for repeat in range(repeats):  # forward, then backward, ...: a drift in speed hits all arms alike
                 sequence = order if repeat % 2 == 0 else order[::-1]
                 for arm in sequence[1:] if repeat == 0 else sequence:

@@ -180,16 +180,22 @@ PROMPT_KINDS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("long_form", ("long_form", "list", "count_asked", "detail", "creative")),
     ("open", ()),
 )
-_KIND_COLUMNS = [(kind, [DENSE_NAMES.index(f"cue_{cue}") for cue in cues]) for kind, cues in PROMPT_KINDS]
+_KIND_CUES = [(kind, [list(CUES).index(cue) for cue in cues]) for kind, cues in PROMPT_KINDS]
 
 
-def prompt_kind_of(dense: np.ndarray) -> str:
-    """The prompt's kind (a PROMPT_KINDS name) from its dense features (`dense_features`)."""
-    for kind, columns in _KIND_COLUMNS:
-        if not columns or any(dense[c] > 0 for c in columns):
+def _kind_of_cues(flags) -> str:
+    """The first kind with one of its cues set (flags in CUES order); the last kind, "open", when none is."""
+    for kind, positions in _KIND_CUES:
+        if any(flags[i] > 0 for i in positions):
             return kind
     return PROMPT_KINDS[-1][0]
 
 
+def prompt_kind_of(dense: np.ndarray) -> str:
+    """The prompt's kind (a PROMPT_KINDS name) from its dense features (`dense_features`)."""
+    return _kind_of_cues(dense[len(STAT_NAMES):])
+
+
 def prompt_kind(request: PredictionInput) -> str:
-    return prompt_kind_of(dense_features(request))
+    """The prompt's kind from the request: its cue flags only, without the statistics."""
+    return _kind_of_cues(cue_flags(_cue_window(request.prompt_text)))

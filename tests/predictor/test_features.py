@@ -2,7 +2,7 @@ import numpy as np
 
 from predictor.base import PredictionInput
 from predictor.dataset import calibration_rank, is_test_prompt
-from predictor.features import DENSE_NAMES, NGRAM_BUCKETS, dense_features, hashed_ngrams
+from predictor.features import DENSE_NAMES, NGRAM_BUCKETS, dense_features, hashed_ngrams, prompt_kind, prompt_kind_of
 
 
 def feats(text: str, **kw) -> dict[str, float]:
@@ -70,3 +70,19 @@ def test_cue_anchors_never_change_a_cue():
     assert cue_flags("Make a \u212aotlin liſt") == [1.0 if p.search("Make a \u212aotlin liſt") else 0.0
                                                     for p in CUES.values()]
     assert re.compile("list", re.I).search("li\u017ft")  # the folding the anchors must follow
+
+
+def test_prompt_kinds():
+    """Each kind from its cues, the first rule winning; the same from the request as from its dense features."""
+    cases = {
+        "Which is a prime?\nA. 4\nB. 6\nC. 7\nD. 9\nAnswer:": "multiple_choice",
+        "Write a python function that sorts a list.": "code",
+        "Calculate 17 * 23.": "math",
+        "In one word, what colour is the sky?": "short_answer",
+        "Write an essay about the sea.": "long_form",
+        "Tell me about cats.": "open",
+        "": "open",
+    }
+    for text, kind in cases.items():
+        request = PredictionInput(text, 1, None)
+        assert prompt_kind(request) == prompt_kind_of(dense_features(request)) == kind, text
