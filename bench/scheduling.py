@@ -12,10 +12,14 @@ the same arrival order; only the priority each job gets differs:
           expected output tokens (from the predicted quantiles, each clipped at the request's max_tokens,
           so prompts predicted wholly past the cap tie), shortest-predicted-first;
   tamer_model_offset  the same learned predictor with its online correction per model only, not per kind
-          of prompt (learnt from the same history, below): what the per-kind correction adds;
+          of prompt (seeded with the calibration's offset over all its prompts, then learnt from the same
+          history, below): what the per-kind correction adds;
   tamer_unclipped  the same as tamer with the request's max_tokens hidden from the predictor (no clip): whether
           ranking by the uncapped prediction does better or worse;
   oracle  each prompt's true output length: shortest-first with perfect knowledge.
+One more order is ranked and replayed (below) but not served: tamer_uncalibrated, the learned predictor with
+the bundled card's calibration lengths ignored, its correction starting from zero and learning per kind
+from the same history: what the calibration's seeds add (with `--history 0`: the gateway's first requests).
 True lengths are measured in the same run by the fcfs arm, which runs first: it generates each prompt once,
 greedily, and records its completion tokens. Greedy decoding writes the same tokens in every arm, so those
 are the lengths the other arms see; the JSON counts the prompts whose length differed between arms.
@@ -65,6 +69,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[0] = str(ROOT)  # the repo root, not bench/ (whose queue.py would shadow the standard library's)
 
 from predictor.base import ModelPrediction, Prediction, PredictionInput  # noqa: E402
+from predictor.correction import LengthCorrection  # noqa: E402
 from predictor.features import PROMPT_KINDS  # noqa: E402
 from predictor.learned import LearnedPredictor  # noqa: E402
 
@@ -111,14 +116,14 @@ class FrozenPredictor:
         pass
 
 
-class KindBlindTee:
-    """For the history: `main` predicts and learns as the gateway's predictor does; `blind` learns from the
-    same finished requests with the correction per model only (from its own prediction, no kind of prompt)."""
+class Tee:
+    """For the history: `main` predicts and learns as the gateway's predictor does; each of `others` learns
+    from the same finished requests from its own prediction, per kind of prompt or (kind_blind) per model only."""
 
     name = "tee"
 
-    def __init__(self, main, blind) -> None:
-        self.main, self.blind = main, blind
+    def __init__(self, main, others: Sequence[tuple[LearnedPredictor, bool]]) -> None:
+        self.main, self.others = main, others
 
     def predict(self, request: PredictionInput, models: Sequence[str]) -> Prediction:
         return self.main.predict(request, models)
@@ -126,9 +131,9 @@ class KindBlindTee:
     def observe(self, model: str, predicted_tokens: float, output_tokens: int, truncated: bool,
                 request: PredictionInput | None = None) -> None:
         self.main.observe(model, predicted_tokens, output_tokens, truncated, request)
-        if request is not None:
-            own = self.blind.predict(request, [model]).by_model[model].output_tokens_p50
-            self.blind.observe(model, own, output_tokens, truncated)
+        for other, kind_blind in self.others if request is not None else ():
+            own = other.predict(request, [model]).by_model[model].output_tokens_p50
+            other.observe(model, own, output_tokens, truncated, None if kind_blind else request)
 
 
 class UnclippedPredictor:
@@ -260,6 +265,13 @@ async def priorities_of(service, predictor, prompts: list[dict], max_tokens: int
 
 
 LEARNED_ARMS = ("tamer", "tamer_model_offset", "tamer_unclipped")
+UNSERVED_ARM = "tamer_uncalibrated"  # ranked and replayed, not served: what the calibration seeds add
+
+
+def offsets_of(correction: LengthCorrection) -> dict[str, float]:
+    """The model's correction offsets (log2): over all its requests, and per kind of prompt it has."""
+    return {"model": correction.offset_log2(MODEL), **{kind: correction.offset_log2(MODEL, kind)
+                                                       for kind, _ in PROMPT_KINDS if correction.observations(MODEL, kind)}}
 
 
 def arm_ratios(arms: dict[str, dict], unit: str) -> dict[str, float]:
@@ -351,16 +363,23 @@ def main() -> None:
         with RunningServer(config) as server:
             service = server.gateway.service
             learning = service.predictor
-            blind = LearnedPredictor(bundle=learning.bundle, cards_path=learning.cards_path)
+            correction = learning.correction  # seeded per kind by the bundled card's calibration lengths
+            model_only = LengthCorrection()  # the calibration's offset over all its prompts, none per kind
+            model_only.seed(MODEL, correction.offset_log2(MODEL), correction.observations(MODEL))
+            blind = LearnedPredictor(bundle=learning.bundle, cards_path=learning.cards_path, correction=model_only)
+            uncalibrated = LearnedPredictor(bundle=learning.bundle, cards_path=learning.cards_path)
+            uncalibrated.correction = LengthCorrection()  # the card's measured lengths ignored: offsets from 0
+            calibration_log2 = offsets_of(correction)
             if history:  # the gateway has served traffic like this before: its corrections learn from it
-                service.predictor = KindBlindTee(learning, blind)
+                service.predictor = Tee(learning, [(blind, True), (uncalibrated, False)])
                 asyncio.run(burst(server.url, history, max_tokens))
-            correction = learning.correction
             learned = FrozenPredictor(learning)
             predictors = {"tamer": learned, "tamer_model_offset": FrozenPredictor(blind),
                           "tamer_unclipped": UnclippedPredictor(learned)}
             predicted = {arm: asyncio.run(priorities_of(service, predictor, prompts, max_tokens))
                          for arm, predictor in predictors.items()}
+            predicted[UNSERVED_ARM] = asyncio.run(priorities_of(service, FrozenPredictor(uncalibrated), prompts,
+                                                                max_tokens))
             # warm-up, one token per prompt: first-call costs off the clock, and every prompt in the prefix
             # cache (large enough to keep them all) before the first arm, as it is before the later ones
             server.gateway.service.predictor = FixedPredictor()
@@ -381,7 +400,8 @@ def main() -> None:
     speed_adjusted = arm_ratios(arms, "tokens")
     ids = [p["prompt_id"] for p in prompts]
     lengths = sorted(true_tokens.values())
-    priority_by_arm = {"fcfs": [0.0] * len(ids), **{arm: [predicted[arm][i] for i in ids] for arm in LEARNED_ARMS},
+    priority_by_arm = {"fcfs": [0.0] * len(ids), **{arm: [predicted[arm][i] for i in ids]
+                                                    for arm in (*LEARNED_ARMS, UNSERVED_ARM)},
                        "oracle": [true_tokens[i] for i in ids]}
     replay = {}
     for arm, priorities in priority_by_arm.items():
@@ -390,6 +410,8 @@ def main() -> None:
         replay[arm] = {"mean_latency_steps": sum(steps) / len(steps), "p50_latency_steps": percentile(steps, 50),
                        "p99_latency_steps": percentile(steps, 99)}
     replay_ratios = arm_ratios(replay, "steps")
+    replay_ratios[f"mean_latency_ratio_fcfs_over_{UNSERVED_ARM}"] = (replay["fcfs"]["mean_latency_steps"]
+                                                                    / replay[UNSERVED_ARM]["mean_latency_steps"])
     result = {
         "benchmark": "scheduling",
         "model": MODEL, "device": "cpu",
@@ -398,13 +420,12 @@ def main() -> None:
         "prompts": f"{args.data.name}: {source}, the predictor's test split, seed {args.seed}",
         "prompt_datasets": dict(sorted(Counter(p["dataset"] for p in prompts).items())),
         "history_prompts": num_history,
-        "correction_log2_after_history": {"model": correction.offset_log2(MODEL), **{
-            kind: correction.offset_log2(MODEL, kind) for kind, _ in PROMPT_KINDS
-            if correction.observations(MODEL, kind)}},
+        "correction_log2_from_calibration": calibration_log2,
+        "correction_log2_after_history": offsets_of(correction),
         "true_output_tokens": {"mean": sum(lengths) / len(lengths), "p50": percentile(lengths, 50),
                                "max": lengths[-1], "num_at_cap": sum(n >= max_tokens for n in lengths)},
         **{f"{arm}_prediction_spearman": spearman(priority_by_arm[arm], [true_tokens[i] for i in ids])
-           for arm in LEARNED_ARMS},
+           for arm in (*LEARNED_ARMS, UNSERVED_ARM)},
         "num_prompts_tamer_priority_at_cap": sum(predicted["tamer"][i] >= max_tokens for i in ids),
         "num_length_mismatches_across_arms": mismatches,
         "arms": arms,

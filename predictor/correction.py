@@ -13,6 +13,9 @@ bounded: each error is clipped to +-`max_step_log2` of the current offset (one a
 and the offset itself is bounded to +-`max_offset_log2` (a 4x bias at most with the defaults), so a burst of
 odd traffic cannot wreck the predictions. Outputs cut off by max_tokens are censored: they only ever push an
 offset up (the model would have written at least that much), never down.
+
+Offsets can also start from a measurement instead of zero (`seed`): a calibrated model's offsets over the
+calibration prompts (predictor/calibration.py), which traffic then moves as it would any other offset.
 """
 
 from __future__ import annotations
@@ -47,6 +50,19 @@ class LengthCorrection:
         """Requests this model's correction has learnt from: all of them, or those of one kind."""
         state = self._by_model.get(model) if kind is None else self._by_kind.get((model, kind))
         return state.observations if state else 0
+
+    def seed(self, model: str, offset_log2: float, observations: int, kind: str = "") -> None:
+        """Start a model's offset (or one kind's, given `kind`) at a measured value, learnt from
+        `observations` requests elsewhere; it is bounded like a learnt one."""
+        if not math.isfinite(offset_log2):
+            raise ValueError(f"offset_log2 must be finite, got {offset_log2}")
+        bounded = max(-self.max_offset_log2, min(self.max_offset_log2, offset_log2))
+        with self._lock:
+            state = _State(bounded, observations)
+            if kind:
+                self._by_kind[(model, kind)] = state
+            else:
+                self._by_model[model] = state
 
     def observe(self, model: str, predicted_tokens: float, output_tokens: int, truncated: bool = False,
                 kind: str = "") -> None:

@@ -4,7 +4,8 @@ For one request and N candidate models, predict() computes the prompt's features
 cues, the text heads' scores), then runs the four LightGBM models on N rows, one per model card.
 A model with no card gets the default card (the median training model) until it is calibrated; the
 online correction (predictor/correction.py) then moves its lengths toward what it really writes, for each
-kind of prompt (features.prompt_kind) apart.
+kind of prompt (features.prompt_kind) apart. A calibrated card's measured lengths seed that correction
+when the predictor is built (predictor/calibration.py: about a millisecond per prompt, once).
 
 Artifacts are loaded once, when the predictor is built (never at import).
 """
@@ -19,6 +20,7 @@ import numpy as np
 
 from predictor.base import ModelPrediction, Prediction, PredictionInput
 from predictor.bundle import PredictorBundle, difficulty_rows, length_rows
+from predictor.calibration import seed_correction
 from predictor.correction import LengthCorrection
 from predictor.features import dense_features, prompt_kind, prompt_kind_of
 from predictor.model_card import ModelCard, default_card, load_cards
@@ -48,6 +50,14 @@ class LearnedPredictor:
         if self.cards_path is not None:
             self.cards.update(load_cards(self.cards_path))
         self.correction = correction or LengthCorrection()
+        for card in self.cards.values():
+            if card.calibration_output_tokens and not self.correction.observations(card.model):
+                seed_correction(self.correction, card.model, card.calibration_output_tokens,
+                                lambda request, m=card.model: self._uncorrected_p50(request, m))
+
+    def _uncorrected_p50(self, request: PredictionInput, model: str) -> float:
+        scale = 2.0 ** self.correction.offset_log2(model, prompt_kind(request))
+        return self.predict(request, [model]).by_model[model].output_tokens_p50 / scale
 
     def card(self, model: str) -> ModelCard:
         return self.cards.get(model) or default_card(model)

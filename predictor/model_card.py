@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Iterable, Mapping
 
@@ -35,6 +35,9 @@ class ModelCard:
     strength: float  # prior P(answer as good as the strongest model's), in [0, 1]
     calibration_prompts: int  # how many prompts the lengths were measured on (0: a default guess)
     source: str = "shipped"  # shipped | calibrated | default
+    # a calibrated card's measured output tokens by calibration prompt id, card and kind prompts alike
+    # (predictor/calibration.py): what the predictor seeds its per-kind length correction from
+    calibration_output_tokens: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not math.isfinite(self.output_log2_mean) or self.output_log2_mean < 0:
@@ -43,6 +46,10 @@ class ModelCard:
             raise ValueError(f"output_log2_std must be finite and >= 0, got {self.output_log2_std}")
         if not 0.0 <= self.strength <= 1.0:
             raise ValueError(f"strength must be in [0, 1], got {self.strength}")
+        if not isinstance(self.calibration_output_tokens, dict) or any(
+                not isinstance(n, int) or n < 0 for n in self.calibration_output_tokens.values()):
+            raise ValueError(f"calibration_output_tokens must be whole numbers >= 0, got "
+                             f"{self.calibration_output_tokens!r:.80}")
 
     @property
     def median_output_tokens(self) -> float:
@@ -54,8 +61,9 @@ def default_card(model: str) -> ModelCard:
 
 
 def card_from_lengths(model: str, output_tokens: Iterable[int], strength: float = DEFAULT_STRENGTH,
-                      source: str = "calibrated") -> ModelCard:
-    """A card from a model's measured output lengths on the calibration prompts."""
+                      source: str = "calibrated", by_prompt: Mapping[str, int] | None = None) -> ModelCard:
+    """A card from a model's measured output lengths on the card prompts; `by_prompt` (kept in the card)
+    is every length measured, by prompt id, the card prompts' and the kind prompts'."""
     lengths = [int(n) for n in output_tokens]
     if len(lengths) < MIN_CALIBRATION_PROMPTS:
         raise ValueError(f"calibrating {model!r} needs at least {MIN_CALIBRATION_PROMPTS} measured outputs, "
@@ -65,7 +73,8 @@ def card_from_lengths(model: str, output_tokens: Iterable[int], strength: float 
     logs = [math.log2(1 + n) for n in lengths]
     mean = sum(logs) / len(logs)
     std = math.sqrt(sum((x - mean) ** 2 for x in logs) / max(1, len(logs) - 1))
-    return ModelCard(model, mean, std, strength, len(lengths), source=source)
+    return ModelCard(model, mean, std, strength, len(lengths), source=source,
+                     calibration_output_tokens=dict(by_prompt or {}))
 
 
 def load_cards(path: Path) -> dict[str, ModelCard]:

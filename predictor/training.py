@@ -27,7 +27,7 @@ import numpy as np
 from predictor.base import PredictionInput
 from predictor.bundle import QUANTILES, PredictorBundle, difficulty_rows, length_feature_names, length_rows, \
     difficulty_feature_names
-from predictor.calibration import load_calibration_prompts
+from predictor.calibration import card_prompts
 from predictor.dataset import ROUTELLM_WEAK, LLMData, _hash_share, calibration_rank, is_test_prompt
 from predictor.features import dense_features
 from predictor.model_card import DEFAULT_STRENGTH, ModelCard, card_from_lengths, default_card
@@ -59,7 +59,7 @@ def calibration_ids(model_prompt_ids: set[str], shipped_ids: list[str]) -> list[
 
 def measure_cards(data: LLMData, prompt_ids: set[str]) -> dict[str, ModelCard]:
     """Cards of every model with lengths or judgments on `prompt_ids`."""
-    shipped = [p.prompt_id for p in load_calibration_prompts()]
+    shipped = [p.prompt_id for p in card_prompts()]
     lengths_by_model: dict[str, dict[str, int]] = defaultdict(dict)
     for row in data.lengths:
         if row.prompt_id in prompt_ids:

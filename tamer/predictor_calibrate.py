@@ -2,11 +2,13 @@
 
 The deployment (from the settings, as `tamer serve` reads them) runs each calibration prompt as a chat
 request, greedy (temperature 0) with the given max_tokens, several at once so a local engine batches
-them. Each answer's length is the backend's own completion-token count (its FinishEvent); answers that
-stop at max_tokens are kept at that length and counted as truncated. The lengths become a model card
-(predictor/model_card.py) upserted into the user's card file (routing.model_cards_path, or --cards),
-where the predictor finds it: a model calibrated this way gets length predictions from its own
-measured verbosity instead of the default guess.
+them: the 48 card prompts (`--prompts`) and the 20 kind prompts (`--kind-prompts`; multiple choice, math,
+code: predictor/calibration.py). Each answer's length is the backend's own completion-token count (its
+FinishEvent); answers that stop at max_tokens are kept at that length and counted as truncated. The
+lengths become a model card (predictor/model_card.py) upserted into the user's card file
+(routing.model_cards_path, or --cards), where the predictor finds it: a model calibrated this way gets
+length predictions from its own measured verbosity on the card prompts instead of the default guess, and
+its length correction starts from how far off those predictions were on each kind of prompt.
 """
 
 from __future__ import annotations
@@ -15,9 +17,12 @@ import asyncio
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Optional, Sequence
+from typing import TYPE_CHECKING, Callable, Optional, Sequence
 
 import typer
+
+if TYPE_CHECKING:
+    from predictor.calibration import CalibrationPrompt
 
 EXIT_USAGE = 2
 
@@ -26,7 +31,7 @@ EXIT_USAGE = 2
 class CalibrationRun:
     """What a deployment did on the calibration prompts."""
 
-    output_tokens: list[int] = field(default_factory=list)  # one per prompt that finished
+    output_tokens: dict[str, int] = field(default_factory=dict)  # by prompt id, each prompt that finished
     num_truncated: int = 0  # of those, how many stopped at max_tokens
     errors: list[str] = field(default_factory=list)  # one per prompt that failed
     elapsed_s: float = 0.0
@@ -57,26 +62,26 @@ async def _run_one(backend, spec, text: str, max_tokens: int):
     raise RuntimeError(f"deployment {spec.name!r} ended an answer without a finish event")
 
 
-async def measure(backend, spec, texts: Sequence[str], max_tokens: int, concurrency: int,
+async def measure(backend, spec, prompts: Sequence[CalibrationPrompt], max_tokens: int, concurrency: int,
                   on_done: Callable[[], None] = lambda: None) -> CalibrationRun:
     """Run every prompt on a started backend, `concurrency` at a time; errors are collected, not raised."""
     run = CalibrationRun()
     gate = asyncio.Semaphore(concurrency)
     started_s = time.perf_counter()
 
-    async def one(text: str) -> None:
+    async def one(prompt: CalibrationPrompt) -> None:
         async with gate:
             try:
-                finish = await _run_one(backend, spec, text, max_tokens)
+                finish = await _run_one(backend, spec, prompt.text, max_tokens)
             except Exception as err:  # noqa: BLE001 - any failure is reported with the others
                 run.errors.append(getattr(err, "message", None) or f"{type(err).__name__}: {err}")
             else:
-                run.output_tokens.append(finish.completion_tokens)
+                run.output_tokens[prompt.prompt_id] = finish.completion_tokens
                 run.num_truncated += finish.finish_reason == "length" or finish.completion_tokens >= max_tokens
             finally:
                 on_done()
 
-    await asyncio.gather(*(one(t) for t in texts))
+    await asyncio.gather(*(one(p) for p in prompts))
     run.elapsed_s = time.perf_counter() - started_s
     return run
 
@@ -86,7 +91,8 @@ def _fail(message: str) -> typer.Exit:
     return typer.Exit(EXIT_USAGE)
 
 
-async def _measure_deployment(spec, texts: Sequence[str], max_tokens: int, concurrency: int) -> CalibrationRun:
+async def _measure_deployment(spec, prompts: Sequence[CalibrationPrompt], max_tokens: int,
+                              concurrency: int) -> CalibrationRun:
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -101,8 +107,8 @@ async def _measure_deployment(spec, texts: Sequence[str], max_tokens: int, concu
     columns = (TextColumn("calibrating {task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     try:
         with Progress(*columns, console=Console(stderr=True), transient=False) as progress:
-            task = progress.add_task(spec.name, total=len(texts))
-            return await measure(backend, spec, texts, max_tokens, concurrency,
+            task = progress.add_task(spec.name, total=len(prompts))
+            return await measure(backend, spec, prompts, max_tokens, concurrency,
                                  on_done=lambda: progress.advance(task))
     finally:
         await _close_quietly(backend)
@@ -119,7 +125,10 @@ def calibrate(
     deployment: str = typer.Option(..., "--deployment", help="Name of the deployment to calibrate (a "
                                    "[[deployments]] entry, or local-smollm2 for the bundled model)."),
     config_path: Optional[Path] = typer.Option(None, "--config", help="Settings TOML file (or TAMER_CONFIG)."),
-    prompts: int = typer.Option(48, "--prompts", min=1, help="How many of the 48 calibration prompts to run."),
+    prompts: int = typer.Option(48, "--prompts", min=1, help="How many of the 48 card prompts to run (they "
+                                "measure the card's verbosity)."),
+    num_kind_prompts: int = typer.Option(20, "--kind-prompts", min=0, help="How many of the 20 kind prompts "
+                                         "to run (they measure the per-kind offsets; 0: none)."),
     max_tokens: int = typer.Option(1024, "--max-tokens", min=1, help="Output cap per prompt (longer answers "
                                    "count as truncated)."),
     strength: Optional[float] = typer.Option(None, "--strength", min=0.0, max=1.0, help="The model's prior "
@@ -133,7 +142,7 @@ def calibrate(
     """Measure a deployed model's output lengths on the calibration prompts and store its model card."""
     import dataclasses
 
-    from predictor.calibration import load_calibration_prompts
+    from predictor.calibration import card_prompts, kind_prompts
     from predictor.model_card import DEFAULT_STRENGTH, MIN_CALIBRATION_PROMPTS, card_from_lengths, load_cards, \
         upsert_card
     from tamer.config import load_settings
@@ -148,9 +157,11 @@ def calibrate(
         raise _fail(f"unknown deployment {deployment!r}; the settings define {sorted(by_name)}")
     if prompts < MIN_CALIBRATION_PROMPTS:
         raise _fail(f"--prompts must be at least {MIN_CALIBRATION_PROMPTS}, got {prompts}")
-    calibration = load_calibration_prompts()
-    if prompts > len(calibration):
-        raise _fail(f"--prompts {prompts}: the calibration set has {len(calibration)} prompts")
+    for_card, for_kinds = card_prompts(), kind_prompts()
+    if prompts > len(for_card):
+        raise _fail(f"--prompts {prompts}: the calibration set has {len(for_card)} card prompts")
+    if num_kind_prompts > len(for_kinds):
+        raise _fail(f"--kind-prompts {num_kind_prompts}: the calibration set has {len(for_kinds)} kind prompts")
     cards_file = cards_path if cards_path is not None else settings.routing.model_cards_file
     try:
         existing = load_cards(cards_file).get(spec.model)
@@ -164,25 +175,41 @@ def calibrate(
         strength = existing.strength if existing is not None else DEFAULT_STRENGTH
     if concurrency is not None and spec.backend == "local":
         spec = dataclasses.replace(spec, max_concurrency=concurrency)  # the engine batches this many sequences
-    texts = [p.text for p in calibration[:prompts]]
+    chosen = for_card[:prompts] + for_kinds[:num_kind_prompts]
 
-    run = asyncio.run(_measure_deployment(spec, texts, max_tokens, concurrency or spec.max_concurrency))
-    if len(run.output_tokens) < MIN_CALIBRATION_PROMPTS:
+    run = asyncio.run(_measure_deployment(spec, chosen, max_tokens, concurrency or spec.max_concurrency))
+    card_lengths = [run.output_tokens[p.prompt_id] for p in for_card[:prompts] if p.prompt_id in run.output_tokens]
+    if len(card_lengths) < MIN_CALIBRATION_PROMPTS:
         first = f"; first error: {run.errors[0]}" if run.errors else ""
-        raise _fail(f"deployment {spec.name!r} answered {len(run.output_tokens)} of {len(texts)} calibration "
-                    f"prompts, at least {MIN_CALIBRATION_PROMPTS} are needed{first}")
-    card = card_from_lengths(spec.model, run.output_tokens, strength=strength)
+        raise _fail(f"deployment {spec.name!r} answered {len(card_lengths)} of {prompts} card prompts, at least "
+                    f"{MIN_CALIBRATION_PROMPTS} are needed{first}")
+    card = card_from_lengths(spec.model, card_lengths, strength=strength, by_prompt=run.output_tokens)
     upsert_card(cards_file, card)
 
-    lengths = sorted(run.output_tokens)
+    lengths = sorted(card_lengths)
     typer.echo(f"model card for {card.model} (deployment {spec.name}), written to {cards_file}")
-    typer.echo(f"  prompts answered      {len(lengths)} of {len(texts)} in {run.elapsed_s:.1f} s "
+    typer.echo(f"  prompts answered      {len(run.output_tokens)} of {len(chosen)} in {run.elapsed_s:.1f} s "
                f"(max_tokens {max_tokens}, greedy)")
     if run.errors:
         typer.echo(f"  failed                {len(run.errors)} (first: {run.errors[0]})")
     typer.echo(f"  truncated             {run.num_truncated} (stopped at max_tokens)")
-    typer.echo(f"  output tokens         min {lengths[0]}, median {lengths[len(lengths) // 2]}, max {lengths[-1]}, "
+    typer.echo(f"  card prompts' tokens  min {lengths[0]}, median {lengths[len(lengths) // 2]}, max {lengths[-1]}, "
                f"mean {sum(lengths) / len(lengths):.1f}")
     typer.echo(f"  log2(1 + tokens)      mean {card.output_log2_mean:.3f}, std {card.output_log2_std:.3f} "
                f"(median ~{card.median_output_tokens:.0f} tokens)")
     typer.echo(f"  strength              {card.strength:.3f}")
+    _echo_offsets(card.model, cards_file)
+
+
+def _echo_offsets(model: str, cards_file: Path) -> None:
+    """What the learned predictor now starts this model's length correction at, per kind of prompt."""
+    from predictor.features import PROMPT_KINDS
+    from predictor.learned import LearnedPredictor
+
+    correction = LearnedPredictor(cards_path=cards_file).correction
+    typer.echo(f"  length offset, log2   {correction.offset_log2(model):+.2f} over "
+               f"{correction.observations(model)} prompts (measured / the learned predictor's median)")
+    for kind, _ in PROMPT_KINDS:
+        if correction.observations(model, kind):
+            typer.echo(f"    {kind:<19} {correction.offset_log2(model, kind):+.2f} over "
+                       f"{correction.observations(model, kind)} prompts")

@@ -159,3 +159,16 @@ def test_heuristic_predictor_learns_per_kind_of_prompt():
         p.observe(MODEL, p50, 600, truncated=False, request=essay)
     assert p.predict(choice, [MODEL]).by_model[MODEL].output_tokens_p50 == pytest.approx(60, rel=0.05)
     assert p.predict(essay, [MODEL]).by_model[MODEL].output_tokens_p50 == pytest.approx(600, rel=0.05)
+
+
+def test_a_seeded_offset_is_bounded_and_traffic_moves_it_like_a_learnt_one():
+    c = LengthCorrection(weight=0.5, max_offset_log2=2.0)
+    c.seed(MODEL, 5.0, observations=7)
+    c.seed(MODEL, -1.0, observations=4, kind="code")
+    assert c.offset_log2(MODEL) == 2.0 and c.observations(MODEL) == 7
+    assert c.offset_log2(MODEL, "code") == -1.0 and c.offset_log2(MODEL, "math") == 2.0
+    c.observe(MODEL, predicted_tokens=2 ** -1.0 * 16 - 1, output_tokens=15, kind="code")  # error 0 vs -1
+    assert c.offset_log2(MODEL, "code") == pytest.approx(-0.5)
+    assert c.observations(MODEL, "code") == 5
+    with pytest.raises(ValueError, match="finite"):
+        c.seed(MODEL, math.nan, observations=1)

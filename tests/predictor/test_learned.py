@@ -106,3 +106,44 @@ def test_online_correction_learns_each_kind_of_prompt_apart(predictor):
 def test_missing_bundle_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="predictor train"):
         LearnedPredictor(bundle_dir=tmp_path)
+
+
+def test_a_calibrated_cards_measured_lengths_seed_the_correction_per_kind(predictor, tmp_path):
+    """A model measured answering multiple choice in 1 token and word problems in 500 is predicted so from its
+    first request; the same card without its measured lengths is not."""
+    from predictor.calibration import card_prompts, kind_prompts
+    from predictor.features import prompt_kind
+    from predictor.model_card import card_from_lengths, save_cards
+
+    def kind(text: str) -> str:
+        return prompt_kind(PredictionInput(text, 1, None))
+
+    model = "letter-model"
+    measured = {p.prompt_id: 300 for p in card_prompts()}
+    measured |= {p.prompt_id: {"multiple_choice": 1, "math": 500}.get(kind(p.text), 300) for p in kind_prompts()}
+    card = card_from_lengths(model, [300] * 48, strength=0.3, by_prompt=measured)
+    save_cards(tmp_path / "seeded.json", {model: card})
+    save_cards(tmp_path / "plain.json", {model: card_from_lengths(model, [300] * 48, strength=0.3)})
+    seeded = LearnedPredictor(bundle=predictor.bundle, cards_path=tmp_path / "seeded.json")
+    plain = LearnedPredictor(bundle=predictor.bundle, cards_path=tmp_path / "plain.json")
+    assert plain.correction.observations(model) == 0
+    assert seeded.correction.observations(model) == len(measured)
+    assert seeded.correction.observations(model, "multiple_choice") >= 4
+    assert seeded.correction.offset_log2(model, "multiple_choice") < -1.0
+    assert seeded.correction.offset_log2(model, "math") > seeded.correction.offset_log2(model)
+
+    choice = PredictionInput("Which gas do plants take in?\nA. Oxygen\nB. Carbon dioxide\nC. Helium\nD. Neon\n"
+                             "Answer:", 1, None)
+    problem = PredictionInput("Tom has 3 boxes of 12 pens and gives away 7. How many pens are left?", 1, None)
+    assert kind(choice.prompt_text) == "multiple_choice" and kind(problem.prompt_text) == "math"
+
+    def p50(p: LearnedPredictor, request: PredictionInput) -> float:
+        return p.predict(request, [model]).by_model[model].output_tokens_p50
+
+    assert p50(seeded, choice) < p50(plain, choice) / 2
+    assert p50(seeded, problem) > p50(plain, problem)
+    # a correction that has already learnt from traffic is not overwritten by the card
+    learnt = LearnedPredictor(bundle=predictor.bundle).correction
+    learnt.observe(model, 100, 100)
+    kept = LearnedPredictor(bundle=predictor.bundle, cards_path=tmp_path / "seeded.json", correction=learnt)
+    assert kept.correction.observations(model) == 1 and kept.correction.observations(model, "math") == 0

@@ -75,3 +75,17 @@ def test_bad_file_is_a_value_error_naming_it(tmp_path, text):
     path.write_text(text)
     with pytest.raises(ValueError, match="not a model-card file"):
         load_cards(path)
+
+
+def test_measured_lengths_by_prompt_round_trip_and_bad_ones_are_refused(tmp_path):
+    card = card_from_lengths("m", [10, 20, 30, 40], by_prompt={"a": 10, "mmlu-1": 1})
+    save_cards(tmp_path / "c.json", {"m": card})
+    assert load_cards(tmp_path / "c.json")["m"].calibration_output_tokens == {"a": 10, "mmlu-1": 1}
+    for bad in ({"a": -1}, {"a": 1.5}, ["a", 1]):
+        with pytest.raises(ValueError, match="calibration_output_tokens"):
+            ModelCard("m", 8.0, 1.0, 0.2, 4, calibration_output_tokens=bad)
+    broken = json.loads((tmp_path / "c.json").read_text())
+    broken["cards"][0]["calibration_output_tokens"] = {"a": "ten"}
+    (tmp_path / "c.json").write_text(json.dumps(broken))
+    with pytest.raises(ValueError, match="not a model-card file"):
+        load_cards(tmp_path / "c.json")

@@ -10,7 +10,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from predictor.calibration import CALIBRATION_FILE
+from predictor.calibration import CALIBRATION_FILE, card_prompts, kind_prompts
 from predictor.model_card import card_from_lengths, load_cards, upsert_card
 from tamer.config import load_settings
 from tamer.predictor_calibrate import calibrate
@@ -47,9 +47,14 @@ def test_calibrates_the_bundled_model_into_the_configured_card_file(tmp_path):
     cards = tmp_path / "cards" / "model_cards.json"
     config = write_config(tmp_path, LOCAL, f'[routing]\nmodel_cards_path = "{cards}"')
     assert load_settings(config, env={}).routing.model_cards_file == cards
-    result = invoke("--config", config, "--deployment", "local", "--prompts", "4", "--max-tokens", "16")
+    result = invoke("--config", config, "--deployment", "local", "--prompts", "4", "--kind-prompts", "6",
+                    "--max-tokens", "16")
     assert result.exit_code == 0, result.output
     card = load_cards(cards)[MODEL]
+    measured = [p.prompt_id for p in card_prompts()[:4] + kind_prompts()[:6]]
+    assert sorted(card.calibration_output_tokens) == sorted(measured)  # every length kept, by prompt
+    assert all(0 < n <= 16 for n in card.calibration_output_tokens.values())
+    assert "length offset" in result.output
     shipped = load_cards(CALIBRATION_FILE.parent / "bundled_model_cards.json")[MODEL]
     assert card.source == "calibrated" and card.calibration_prompts == 4
     assert card.strength == shipped.strength  # a calibration measures lengths; the strength prior is kept
@@ -64,7 +69,8 @@ def test_calibrates_an_openai_endpoint_into_the_env_card_file(server, tmp_path):
     upsert_card(cards, card_from_lengths("other-model", [5, 6, 7, 8]))
     config = write_config(tmp_path, f'name = "remote"\nbackend = "openai"\nmodel = "{MODEL}"\n'
                                     f'url = "{server.url}/v1"')
-    result = invoke("--config", config, "--deployment", "remote", "--prompts", "5", "--max-tokens", "8",
+    result = invoke("--config", config, "--deployment", "remote", "--prompts", "5", "--kind-prompts", "0",
+                    "--max-tokens", "8",
                     "--strength", "0.7", env={"TAMER_MODEL_CARDS_PATH": str(cards)})
     assert result.exit_code == 0, result.output
     found = load_cards(cards)
@@ -79,8 +85,8 @@ def test_cards_option_overrides_the_setting_and_keeps_the_strength(server, tmp_p
     upsert_card(option, card_from_lengths(MODEL, [1, 2, 3, 4], strength=0.9))
     config = write_config(tmp_path, f'name = "remote"\nbackend = "openai"\nmodel = "{MODEL}"\n'
                                     f'url = "{server.url}/v1"', f'[routing]\nmodel_cards_path = "{setting}"')
-    result = invoke("--config", config, "--deployment", "remote", "--prompts", "4", "--max-tokens", "4",
-                    "--cards", str(option))
+    result = invoke("--config", config, "--deployment", "remote", "--prompts", "4", "--kind-prompts", "0",
+                    "--max-tokens", "4", "--cards", str(option))
     assert result.exit_code == 0, result.output
     assert not setting.exists()
     card = load_cards(option)[MODEL]
@@ -113,7 +119,8 @@ def test_a_deployment_that_cannot_start_exits_2(tmp_path, monkeypatch):
     assert result.exit_code == 2 and "failed to start" in result.output and "TAMER_TEST_MISSING_KEY" in result.output
 
 
-@pytest.mark.parametrize("args, message", [(["--prompts", "2"], "at least 4"), (["--prompts", "49"], "has 48")])
+@pytest.mark.parametrize("args, message", [(["--prompts", "2"], "at least 4"), (["--prompts", "49"], "has 48"),
+                                           (["--kind-prompts", "21"], "has 20 kind prompts")])
 def test_bad_prompt_counts_exit_2(tmp_path, args, message):
     result = invoke("--config", write_config(tmp_path, LOCAL), "--deployment", "local", *args,
                     "--cards", str(tmp_path / "c.json"))
@@ -140,4 +147,5 @@ def test_the_shipped_bundled_card_file_is_a_card_file_for_the_bundled_model():
     cards = load_cards(shipped)
     card = cards[bundled_deployment().model]
     assert card.calibration_prompts == 48 and card.source == "calibrated"
+    assert sorted(card.calibration_output_tokens) == sorted(p.prompt_id for p in card_prompts() + kind_prompts())
     assert json.loads(shipped.read_text())["cards"][0]["model"] == bundled_deployment().model
