@@ -96,7 +96,7 @@ class FixedPredictor:
                           by_model={m: guess for m in models})
 
     def observe(self, model: str, predicted_tokens: float, output_tokens: int, truncated: bool,
-                request: PredictionInput | None = None) -> None:
+                request: PredictionInput | None = None, correction_log2: float | None = None) -> None:
         pass
 
 
@@ -112,7 +112,7 @@ class FrozenPredictor:
         return self.inner.predict(request, models)
 
     def observe(self, model: str, predicted_tokens: float, output_tokens: int, truncated: bool,
-                request: PredictionInput | None = None) -> None:
+                request: PredictionInput | None = None, correction_log2: float | None = None) -> None:
         pass
 
 
@@ -129,11 +129,12 @@ class Tee:
         return self.main.predict(request, models)
 
     def observe(self, model: str, predicted_tokens: float, output_tokens: int, truncated: bool,
-                request: PredictionInput | None = None) -> None:
-        self.main.observe(model, predicted_tokens, output_tokens, truncated, request)
+                request: PredictionInput | None = None, correction_log2: float | None = None) -> None:
+        self.main.observe(model, predicted_tokens, output_tokens, truncated, request, correction_log2)
         for other, kind_blind in self.others if request is not None else ():
-            own = other.predict(request, [model]).by_model[model].output_tokens_p50
-            other.observe(model, own, output_tokens, truncated, None if kind_blind else request)
+            own = other.predict(request, [model]).by_model[model]
+            other.observe(model, own.output_tokens_p50, output_tokens, truncated, None if kind_blind else request,
+                          own.correction_log2)
 
 
 class UnclippedPredictor:
@@ -148,8 +149,8 @@ class UnclippedPredictor:
         return self.inner.predict(dataclasses.replace(request, max_tokens=None), models)
 
     def observe(self, model: str, predicted_tokens: float, output_tokens: int, truncated: bool,
-                request: PredictionInput | None = None) -> None:
-        self.inner.observe(model, predicted_tokens, output_tokens, truncated, request)
+                request: PredictionInput | None = None, correction_log2: float | None = None) -> None:
+        self.inner.observe(model, predicted_tokens, output_tokens, truncated, request, correction_log2)
 
 
 def load_prompts(path: Path, which: str, num_prompts: int, num_history: int,

@@ -15,6 +15,7 @@ class ModelPrediction:
     output_tokens_p50: float
     output_tokens_p90: float
     p_as_good_as_strongest: float  # in [0, 1]
+    correction_log2: float = 0.0  # the online length correction the quantiles were scaled by (fed back with them)
 
     def __post_init__(self) -> None:
         if not (0 <= self.output_tokens_p10 <= self.output_tokens_p50 <= self.output_tokens_p90):
@@ -45,9 +46,11 @@ class Predictor(Protocol):
     def predict(self, request: PredictionInput, models: Sequence[str]) -> Prediction: ...
 
     def observe(self, model: str, predicted_tokens: float, output_tokens: int, truncated: bool,
-                request: PredictionInput | None = None) -> None:
+                request: PredictionInput | None = None, correction_log2: float | None = None) -> None:
         """Feed back a finished request's true output length (online correction, predictor/correction.py);
-        `request`, when given, is the request it answered, so the correction can learn per kind of prompt."""
+        `request`, when given, is the request it answered, so the correction can learn per kind of prompt;
+        `correction_log2` is the correction its prediction was made with (ModelPrediction.correction_log2),
+        which may have moved while it queued and ran (None: assume the current one)."""
         ...
 
 

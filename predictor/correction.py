@@ -1,7 +1,9 @@
 """Online length correction: a deployment's predicted lengths are nudged toward what it really writes.
 
-After each finished request the gateway reports (model, predicted median tokens, true output tokens, and
-the kind of prompt it was: `features.prompt_kind`). The correction is an offset in log2 space, kept twice
+After each finished request the gateway reports (model, predicted median tokens, true output tokens, the
+kind of prompt it was: `features.prompt_kind`, and the offset the prediction was corrected by, which may
+have moved since: a burst of requests is predicted at once and finishes one by one, and judging each by
+the offset at its finish would count the same error again and again, running the offset to its bound). The correction is an offset in log2 space, kept twice
 per model: one over all its requests and one per kind of prompt. A prediction takes the kind's offset once
 that kind has been seen, else the model's. A kind's offset starts from the model's at the time, so a model
 that is simply verbose is corrected at once for every kind, and a model that answers multiple choice in a
@@ -65,13 +67,17 @@ class LengthCorrection:
                 self._by_model[model] = state
 
     def observe(self, model: str, predicted_tokens: float, output_tokens: int, truncated: bool = False,
-                kind: str = "") -> None:
-        """Record one finished request; `predicted_tokens` is the median the predictor gave (corrected)."""
+                kind: str = "", applied_log2: float | None = None) -> None:
+        """Record one finished request; `predicted_tokens` is the median the predictor gave, corrected by
+        `applied_log2` (None: by the offset as it is now)."""
         if predicted_tokens < 0 or output_tokens < 0 or not math.isfinite(predicted_tokens):
             return
+        if applied_log2 is not None and not math.isfinite(applied_log2):
+            applied_log2 = None
         with self._lock:
-            # the error of the uncorrected prediction (assuming the offset it was corrected by is still this one)
-            error = math.log2(1 + output_tokens) - math.log2(1 + predicted_tokens) + self.offset_log2(model, kind)
+            applied = self.offset_log2(model, kind) if applied_log2 is None else applied_log2
+            # the error of the uncorrected prediction
+            error = math.log2(1 + output_tokens) - math.log2(1 + predicted_tokens) + applied
             by_model = self._by_model.setdefault(model, _State())
             by_kind = self._by_kind.get((model, kind), _State(by_model.offset_log2)) if kind else None
             self._learn(by_model, error, truncated)

@@ -36,12 +36,12 @@ class HeuristicPredictor:
         kind = prompt_kind(request)
         by_model = {}
         for model in models:
-            scale = 2.0 ** self.correction.offset_log2(model, kind)
-            p10, p50, p90 = (min(q * scale, cap) for q in self.prior)
-            by_model[model] = ModelPrediction(p10, p50, p90, p_as_good_as_strongest=0.5)
+            offset_log2 = self.correction.offset_log2(model, kind)
+            p10, p50, p90 = (min(q * 2.0 ** offset_log2, cap) for q in self.prior)
+            by_model[model] = ModelPrediction(p10, p50, p90, p_as_good_as_strongest=0.5, correction_log2=offset_log2)
         return Prediction(input_tokens=input_tokens, by_model=by_model)
 
     def observe(self, model: str, predicted_tokens: float, output_tokens: int, truncated: bool,
-                request: PredictionInput | None = None) -> None:
+                request: PredictionInput | None = None, correction_log2: float | None = None) -> None:
         kind = prompt_kind(request) if request is not None else ""
-        self.correction.observe(model, predicted_tokens, output_tokens, truncated, kind)
+        self.correction.observe(model, predicted_tokens, output_tokens, truncated, kind, correction_log2)

@@ -56,8 +56,8 @@ class LearnedPredictor:
                                 lambda request, m=card.model: self._uncorrected_p50(request, m))
 
     def _uncorrected_p50(self, request: PredictionInput, model: str) -> float:
-        scale = 2.0 ** self.correction.offset_log2(model, prompt_kind(request))
-        return self.predict(request, [model]).by_model[model].output_tokens_p50 / scale
+        guess = self.predict(request, [model]).by_model[model]
+        return guess.output_tokens_p50 / 2.0 ** guess.correction_log2
 
     def card(self, model: str) -> ModelCard:
         return self.cards.get(model) or default_card(model)
@@ -78,12 +78,13 @@ class LearnedPredictor:
         cap = request.max_tokens if request.max_tokens is not None else math.inf
         by_model = {}
         for i, model in enumerate(models):
-            scale = 2.0 ** self.correction.offset_log2(model, kind)
-            p10, p50, p90 = (min(float(q) * scale, cap) for q in lengths[i])
-            by_model[model] = ModelPrediction(p10, p50, p90, p_as_good_as_strongest=float(quality[i]))
+            offset_log2 = self.correction.offset_log2(model, kind)
+            p10, p50, p90 = (min(float(q) * 2.0 ** offset_log2, cap) for q in lengths[i])
+            by_model[model] = ModelPrediction(p10, p50, p90, p_as_good_as_strongest=float(quality[i]),
+                                              correction_log2=offset_log2)
         return Prediction(input_tokens=input_tokens, by_model=by_model)
 
     def observe(self, model: str, predicted_tokens: float, output_tokens: int, truncated: bool,
-                request: PredictionInput | None = None) -> None:
+                request: PredictionInput | None = None, correction_log2: float | None = None) -> None:
         kind = prompt_kind(request) if request is not None else ""
-        self.correction.observe(model, predicted_tokens, output_tokens, truncated, kind)
+        self.correction.observe(model, predicted_tokens, output_tokens, truncated, kind, correction_log2)

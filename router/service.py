@@ -262,7 +262,8 @@ class RequestService:
         card = spec.card_model if spec is not None else decision.model
         try:
             self.predictor.observe(card, median, finish.completion_tokens,
-                                   truncated=finish.finish_reason == "length", request=prediction_input(request))
+                                   truncated=finish.finish_reason == "length", request=prediction_input(request),
+                                   correction_log2=decision.correction_log2)
         except Exception:
             log.exception("predictor %r failed to observe a finished job of %s; continuing",
                           getattr(self.predictor, "name", "?"), decision.model)

@@ -54,6 +54,7 @@ class Decision:
     predicted_wait_ms: float = 0.0  # predicted queueing before the first token
     is_strong: bool = False  # went to the strongest candidate model (budget share, threshold)
     output_tokens_p50: float | None = None  # the predictor's median (fed back to it); None = est_output_tokens
+    correction_log2: float | None = None  # the online correction that median was made with (fed back with it)
 
     @property
     def est_saved_usd(self) -> float:

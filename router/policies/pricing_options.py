@@ -27,6 +27,7 @@ class Priced:
     output_tokens: float  # expected (mean) output tokens
     median_tokens: float  # the predictor's median
     wait_s: float  # predicted wait before a slot frees
+    correction_log2: float | None = None  # the online correction the median was made with
 
     @property
     def card(self) -> str:
@@ -40,13 +41,14 @@ def price_candidates(prediction: Prediction, candidates: Sequence[Candidate], ta
         p_good = mp.p_as_good_as_strongest if mp is not None else 0.0
         tokens = expected_output_tokens(mp) if mp is not None else 0.0
         median = mp.output_tokens_p50 if mp is not None else 0.0
+        applied = mp.correction_log2 if mp is not None else None
         cost = request_cost_usd(pricing_for(c.spec), prediction.input_tokens, tokens)
         wait_s = predicted_wait_s(c.spec, c.load, prediction.input_tokens + tokens)
         meets = targets.ttft_slo_ms is None or wait_s * 1000 <= targets.ttft_slo_ms
         if targets.latency_slo_ms is not None:
             latency_s = predicted_latency_s(c.spec, c.load, prediction.input_tokens, tokens)
             meets = meets and latency_s * 1000 <= targets.latency_slo_ms
-        out.append(Priced(c, Option(c.spec.name, p_good, cost, meets), tokens, median, wait_s))
+        out.append(Priced(c, Option(c.spec.name, p_good, cost, meets), tokens, median, wait_s, applied))
     return out
 
 
@@ -86,4 +88,4 @@ def decision(policy: str, chosen: Priced, priced: Sequence[Priced], why: str,
                     est_output_tokens=chosen.output_tokens, reason=reason, p_good=o.p_good,
                     quality_target=quality_target, strongest_cost_usd=top.option.expected_cost_usd,
                     predicted_wait_ms=chosen.wait_s * 1000, is_strong=chosen.card == top.card,
-                    output_tokens_p50=chosen.median_tokens)
+                    output_tokens_p50=chosen.median_tokens, correction_log2=chosen.correction_log2)

@@ -172,3 +172,15 @@ def test_a_seeded_offset_is_bounded_and_traffic_moves_it_like_a_learnt_one():
     assert c.observations(MODEL, "code") == 5
     with pytest.raises(ValueError, match="finite"):
         c.seed(MODEL, math.nan, observations=1)
+
+
+def test_a_burst_predicted_at_once_is_judged_by_the_offset_it_was_made_with():
+    """32 requests predicted before any finished, each answered at half the prediction: judged by the offset
+    they were made with (0), the offset moves toward -1 and stops; judged by the offset at each finish, the
+    same error would be counted again and again, running the offset to its bound."""
+    made_with, judged_now = LengthCorrection(weight=0.1), LengthCorrection(weight=0.1)
+    for _ in range(32):
+        made_with.observe(MODEL, predicted_tokens=199, output_tokens=99, applied_log2=0.0)
+        judged_now.observe(MODEL, predicted_tokens=199, output_tokens=99)
+    assert -1.0 < made_with.offset_log2(MODEL) < -0.9  # 1 - 0.9**32 of the way to -1
+    assert judged_now.offset_log2(MODEL) == pytest.approx(-2.0)

@@ -114,6 +114,21 @@ def test_a_predictor_that_fails_to_observe_does_not_fail_the_request(feedback_se
     assert len(seen) == 2  # the other listeners still heard of both
 
 
+def test_the_feedback_carries_the_correction_its_prediction_was_made_with(feedback_server, monkeypatch):
+    """The offset may move while a request queues and runs; the correction judges the prediction by the one
+    it was made with. The bundled card's calibration seeds a nonzero one, so this is not zero by default."""
+    live = predictor(feedback_server)
+    request = PredictionInput(SHORT["messages"][0]["content"], 1, SHORT["max_tokens"])
+    made_with = live.predict(request, [MODEL]).by_model[MODEL].correction_log2
+    assert made_with == live.correction.offset_log2(MODEL, prompt_kind(request)) != 0.0
+    calls = []
+    real_observe = live.observe
+    monkeypatch.setattr(live, "observe", lambda *a, **kw: (calls.append(kw), real_observe(*a, **kw)))
+    r = httpx.post(feedback_server.url + "/v1/chat/completions", json=SHORT, timeout=120)
+    assert r.status_code == 200
+    assert len(calls) == 1 and calls[0]["correction_log2"] == pytest.approx(made_with)
+
+
 def test_the_length_error_histogram():
     from router.api.metrics import Metrics
 
