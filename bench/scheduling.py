@@ -70,7 +70,7 @@ sys.path[0] = str(ROOT)  # the repo root, not bench/ (whose queue.py would shado
 
 from predictor.base import ModelPrediction, Prediction, PredictionInput  # noqa: E402
 from predictor.correction import LengthCorrection  # noqa: E402
-from predictor.features import PROMPT_KINDS  # noqa: E402
+from predictor.features import PROMPT_KINDS, prompt_kind  # noqa: E402
 from predictor.learned import LearnedPredictor  # noqa: E402
 
 DEFAULT_DATA = Path("/work/shared/data/llm/prompts.jsonl.gz")
@@ -423,6 +423,7 @@ def main() -> None:
         "history_prompts": num_history,
         "correction_log2_from_calibration": calibration_log2,
         "correction_log2_after_history": offsets_of(correction),
+        f"{UNSERVED_ARM}_correction_log2_after_history": offsets_of(uncalibrated.correction),
         "true_output_tokens": {"mean": sum(lengths) / len(lengths), "p50": percentile(lengths, 50),
                                "max": lengths[-1], "num_at_cap": sum(n >= max_tokens for n in lengths)},
         **{f"{arm}_prediction_spearman": spearman(priority_by_arm[arm], [true_tokens[i] for i in ids])
@@ -441,7 +442,8 @@ def main() -> None:
         "targets": {"mean_latency_ratio_fcfs_over_tamer": ">= 2", "tamer_over_oracle": "<= 1.3",
                     "p99_latency_ratio_tamer_over_fcfs": "<= 1.5"},
         "per_prompt": [{"prompt_id": i, "dataset": p["dataset"], "true_tokens": true_tokens[i],
-                        **{f"{arm}_priority": predicted[arm][i] for arm in LEARNED_ARMS},
+                        "kind": prompt_kind(PredictionInput(p["text"], 1, max_tokens)),
+                        **{f"{arm}_priority": predicted[arm][i] for arm in (*LEARNED_ARMS, UNSERVED_ARM)},
                         **{f"{arm}_latency_s": r.mean_latency_s(i) for arm, r in runs.items()}}
                        for i, p in zip(ids, prompts)],
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "torch": torch.__version__,
