@@ -56,7 +56,9 @@ def _filter(scaled: torch.Tensor, top_k: list[int], top_p: list[float]) -> torch
 def sample_batch(logits: torch.Tensor, params: list[SamplingParams],
                  generators: list[torch.Generator | None]) -> tuple[list[int], list[TokenLogprobs | None]]:
     """Next token ids for rows of logits (num_rows, vocab_size) fp32, and their logprobs where asked."""
-    token_ids = torch.argmax(logits, dim=-1)  # (num_rows,) greedy for all; random rows overwritten below
+    # (num_rows,) greedy for all; random rows overwritten below. max(dim).indices is argmax (the first maximal
+    # index too) at a third of torch.argmax's time on CPU for a 49k vocabulary
+    token_ids = torch.max(logits, dim=-1).indices
     random_rows = [i for i, p in enumerate(params) if not p.is_greedy]
     if random_rows:
         rows = torch.tensor(random_rows, device=logits.device)

@@ -67,6 +67,18 @@ inline __m512 load16(const c10::BFloat16* p) {  // bf16 -> fp32: the 16 bits bec
   return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(raw), 16));
 }
 
+inline void store16(float* p, __m512 x) { _mm512_storeu_ps(p, x); }
+
+// fp32 -> bf16 on sixteen lanes, rounded as c10::BFloat16 rounds one value: to nearest, ties to even; NaN to
+// the quiet NaN 0x7FC0.
+inline void store16(c10::BFloat16* p, __m512 x) {
+  const __m512i bits = _mm512_castps_si512(x);
+  const __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(bits, 16), _mm512_set1_epi32(1));
+  __m512i rounded = _mm512_srli_epi32(_mm512_add_epi32(bits, _mm512_add_epi32(lsb, _mm512_set1_epi32(0x7FFF))), 16);
+  rounded = _mm512_mask_mov_epi32(rounded, _mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q), _mm512_set1_epi32(0x7FC0));
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), _mm512_cvtepi32_epi16(rounded));
+}
+
 // exp_clamped on sixteen lanes: the same clamp, reduction and polynomial.
 inline __m512 exp16(__m512 x) {
   x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-87.0f)), _mm512_set1_ps(88.0f));

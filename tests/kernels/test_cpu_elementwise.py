@@ -83,6 +83,24 @@ def test_silu_and_mul(dtype, num_rows, intermediate):
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=["fp32", "bf16"])
+def test_silu_and_mul_keeps_nan_and_rounds_like_torch(dtype):
+    """NaN in a gate or an up value stays NaN in the vector path and the scalar tail alike; and products that
+    fall between two bf16 values round as torch rounds them."""
+    x = randn(4, 2 * 50, dtype=dtype)  # 50 per half: 3 vectors of 16, then a scalar tail of 2
+    x[0, [0, 49]] = float("nan")  # gates: one in the vector part, one in the tail
+    x[1, 50 + 5] = float("nan")  # an up value
+    actual = ops.silu_and_mul(x)
+    assert torch.isnan(actual[0, [0, 49]]).all() and torch.isnan(actual[1, 5])
+    finite = torch.ones_like(actual, dtype=torch.bool)
+    finite[0, [0, 49]] = finite[1, 5] = False
+    assert torch.isfinite(actual[finite]).all()
+    gate, up = x.float()[:, :50], x.float()[:, 50:]
+    exact = torch.nn.functional.silu(gate) * up  # fp32, rounded once to the dtype below
+    close = (actual.float() - exact.to(dtype).float()).abs() <= 1e-6 * exact.abs() + 1e-30
+    assert close[finite].float().mean() > 0.99  # the same bf16 value but where fp32 exp differs in its last bit
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["fp32", "bf16"])
 @pytest.mark.parametrize("heads_outer", [True, False], ids=["heads-outer", "blocks-outer"])
 def test_store_kv_cache(dtype, heads_outer):
     num_blocks, block_size, num_kv_heads, head_dim, num_tokens = 9, 5, 3, 64, 11
