@@ -33,7 +33,7 @@ class ModelCard:
     output_log2_mean: float  # mean of log2(1 + output tokens) over the calibration prompts
     output_log2_std: float  # their standard deviation
     strength: float  # prior P(answer as good as the strongest model's), in [0, 1]
-    calibration_prompts: int  # how many prompts the lengths were measured on (0: a default guess)
+    calibration_prompts: int  # how many card prompts the verbosity was measured on (0: a default guess)
     source: str = "shipped"  # shipped | calibrated | default
     # a calibrated card's measured output tokens by calibration prompt id, card and kind prompts alike
     # (predictor/calibration.py): what the predictor seeds its per-kind length correction from
