@@ -206,7 +206,11 @@ def _echo_offsets(model: str, cards_file: Path) -> None:
     from predictor.features import PROMPT_KINDS
     from predictor.learned import LearnedPredictor
 
-    correction = LearnedPredictor(cards_path=cards_file).correction
+    try:
+        correction = LearnedPredictor(cards_path=cards_file).correction
+    except Exception as err:  # noqa: BLE001 - the card is written; only this summary is lost
+        typer.echo(f"  length offsets        not shown: the learned predictor did not load ({err})")
+        return
     typer.echo(f"  length offset, log2   {correction.offset_log2(model):+.2f} over "
                f"{correction.observations(model)} prompts (measured / the learned predictor's median)")
     for kind, _ in PROMPT_KINDS:

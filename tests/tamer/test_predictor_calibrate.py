@@ -93,6 +93,23 @@ def test_cards_option_overrides_the_setting_and_keeps_the_strength(server, tmp_p
     assert card.strength == 0.9 and card.calibration_prompts == 4  # re-measured; the strength is kept
 
 
+def test_a_predictor_that_cannot_load_still_leaves_the_card_written(server, tmp_path, monkeypatch):
+    import predictor.learned
+
+    def missing(*args, **kwargs):
+        raise FileNotFoundError("no bundle here")
+
+    monkeypatch.setattr(predictor.learned, "LearnedPredictor", missing)
+    cards = tmp_path / "c.json"
+    config = write_config(tmp_path, f'name = "remote"\nbackend = "openai"\nmodel = "{MODEL}"\n'
+                                    f'url = "{server.url}/v1"')
+    result = invoke("--config", config, "--deployment", "remote", "--prompts", "4", "--kind-prompts", "0",
+                    "--max-tokens", "4", "--cards", str(cards))
+    assert result.exit_code == 0, result.output
+    assert "not shown" in result.output and "no bundle here" in result.output
+    assert load_cards(cards)[MODEL].calibration_prompts == 4
+
+
 def test_unknown_deployment_exits_2_naming_the_known_ones(tmp_path):
     result = invoke("--config", write_config(tmp_path, LOCAL), "--deployment", "nope",
                     "--cards", str(tmp_path / "c.json"))
