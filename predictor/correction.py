@@ -8,7 +8,8 @@ The correction is an offset in log2 space, kept twice per model: one over all it
 kind of prompt. A prediction takes the kind's offset once that kind has been seen, else the model's. A
 kind's offset starts from the model's at the time, so a model that is simply verbose is corrected at once
 for every kind, and a model that answers multiple choice in a word but writes essays when asked to explain,
-unlike the models the predictor was trained on, ends up corrected for each apart. With no kind given (`kind=""`) only the model's offset is used and learnt.
+unlike the models the predictor was trained on, ends up corrected for each apart. With no kind given
+(`kind=""`) only the model's offset is used and learnt.
 
 Each offset is an exponentially weighted mean of the log2 error of the uncorrected prediction. Robust and
 bounded: each error is clipped to +-`max_step_log2` of the current offset (one absurd output moves it little),

@@ -37,7 +37,8 @@ class HeuristicPredictor:
         by_model = {}
         for model in models:
             offset_log2 = self.correction.offset_log2(model, kind)
-            p10, p50, p90 = (min(q * 2.0 ** offset_log2, cap) for q in self.prior)
+            scale = 2.0 ** offset_log2
+            p10, p50, p90 = (min(q * scale, cap) for q in self.prior)
             by_model[model] = ModelPrediction(p10, p50, p90, p_as_good_as_strongest=0.5, correction_log2=offset_log2)
         return Prediction(input_tokens=input_tokens, by_model=by_model)
 

@@ -79,7 +79,8 @@ class LearnedPredictor:
         by_model = {}
         for i, model in enumerate(models):
             offset_log2 = self.correction.offset_log2(model, kind)
-            p10, p50, p90 = (min(float(q) * 2.0 ** offset_log2, cap) for q in lengths[i])
+            scale = 2.0 ** offset_log2
+            p10, p50, p90 = (min(float(q) * scale, cap) for q in lengths[i])
             by_model[model] = ModelPrediction(p10, p50, p90, p_as_good_as_strongest=float(quality[i]),
                                               correction_log2=offset_log2)
         return Prediction(input_tokens=input_tokens, by_model=by_model)
