@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from predictor.booster_call import BoosterCall
 from predictor.features import DENSE_NAMES
 from predictor.model_card import ModelCard, load_cards, save_cards
 from predictor.text_heads import TextHeads
@@ -54,6 +55,11 @@ class PredictorBundle:
     cards: dict[str, ModelCard]
     interval_widen_log2: tuple[float, float] = (0.0, 0.0)  # subtracted from p10 / added to p90 (conformal)
     manifest: dict = field(default_factory=dict)
+    _calls: dict = field(init=False, repr=False, compare=False)  # name -> BoosterCall, built once
+
+    def __post_init__(self) -> None:
+        self._calls = {q: BoosterCall(booster) for q, booster in self.length_models.items()}
+        self._calls["difficulty"] = BoosterCall(self.difficulty_model)
 
     def prompt_row(self, dense: np.ndarray, text: str, token_ids: list[int] | None = None) -> np.ndarray:
         """(D+H,) float32: one prompt's dense features beside the text heads' scores (serving and eval)."""
@@ -66,7 +72,7 @@ class PredictorBundle:
     def predict_lengths(self, rows: np.ndarray) -> np.ndarray:
         """(n, 3) output tokens p10/p50/p90, ordered, >= 0."""
         low, high = self.interval_widen_log2
-        logs = np.stack([self.length_models[q].predict(rows, num_threads=1) for q in QUANTILES], axis=1)
+        logs = np.stack([self._calls[q](rows) for q in QUANTILES], axis=1)
         logs[:, 0] -= low
         logs[:, 2] += high
         logs = np.sort(logs, axis=1)  # quantile crossing is possible between separately fitted models
@@ -74,7 +80,7 @@ class PredictorBundle:
 
     def predict_quality(self, rows: np.ndarray) -> np.ndarray:
         """(n,) P(answer as good as the strong reference's)."""
-        return np.clip(self.difficulty_model.predict(rows, num_threads=1), 0.0, 1.0)
+        return np.clip(self._calls["difficulty"](rows), 0.0, 1.0)
 
     def save(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)

@@ -92,7 +92,7 @@ def cue_flags(window: str) -> list[float]:
     flags = []
     for pattern, anchors, ignore_case in _ANCHORED_CUES:
         haystack = folded if ignore_case else window
-        if anchors is not None and not any(anchor in haystack for anchor in anchors):
+        if anchors is not None and not any(map(haystack.__contains__, anchors)):
             flags.append(0.0)
         else:
             flags.append(1.0 if pattern.search(window) else 0.0)

@@ -12,7 +12,6 @@ Artifacts are loaded once, when the predictor is built (never at import).
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Sequence
 
@@ -75,14 +74,13 @@ class LearnedPredictor:
         tiled = np.repeat(prompt[None, :].astype(np.float64), len(models), axis=0)
         lengths = self.bundle.predict_lengths(length_rows(tiled, cards))
         quality = self.bundle.predict_quality(difficulty_rows(tiled, cards))
-        cap = request.max_tokens if request.max_tokens is not None else math.inf
-        by_model = {}
-        for i, model in enumerate(models):
-            offset_log2 = self.correction.offset_log2(model, kind)
-            scale = 2.0 ** offset_log2
-            p10, p50, p90 = (min(float(q) * scale, cap) for q in lengths[i])
-            by_model[model] = ModelPrediction(p10, p50, p90, p_as_good_as_strongest=float(quality[i]),
-                                              correction_log2=offset_log2)
+        offsets_log2 = [self.correction.offset_log2(model, kind) for model in models]
+        scaled = lengths * np.exp2(offsets_log2)[:, None]
+        if request.max_tokens is not None:
+            scaled = np.minimum(scaled, request.max_tokens)
+        by_model = {model: ModelPrediction(p10, p50, p90, p_as_good_as_strongest=q, correction_log2=offset_log2)
+                    for model, (p10, p50, p90), q, offset_log2
+                    in zip(models, scaled.tolist(), quality.tolist(), offsets_log2)}
         return Prediction(input_tokens=input_tokens, by_model=by_model)
 
     def observe(self, model: str, predicted_tokens: float, output_tokens: int, truncated: bool,
