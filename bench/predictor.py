@@ -3,6 +3,7 @@
     python bench/predictor.py                 # train a fresh bundle (about 2 minutes), evaluate it
     python bench/predictor.py --shipped       # evaluate the shipped bundle only
     python bench/predictor.py --rich          # also measure the richer path: SmolLM2 hidden states
+    python bench/predictor.py --shipped --rich-difficulty --json bench/results/predictor_rich_difficulty.json
     python bench/predictor.py --data DIR      # another directory in the same format
 
 Writes bench/results/predictor.json: the metrics of `tamer predictor eval` (length_kendall_tau,
@@ -11,7 +12,8 @@ The richer path (--rich) runs SmolLM2-135M over each prompt (transformers, CPU) 
 mean of a middle layer's hidden states and the last token's final hidden state; it reports its Kendall tau
 alone and averaged with the fast path's length head, and its latency per prompt. It also measures the
 cheapest contextual encoders: the model's first 1-6 layers over the prompt's first 16-64 tokens, mean-pooled
-(the latency for 4 layers and 16 tokens).
+(the latency for 4 layers and 16 tokens). For difficulty (--rich-difficulty, also part of --rich) it fits a
+logistic regression on SmolLM2's hidden states and its own A-D answer distribution to RouteLLM's labels.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import platform
 import sys
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -153,11 +156,108 @@ def truncated_path(data, bundle, layers=(1, 2, 3, 4, 6), tokens=(16, 32, 64), he
             "sweep_length_kendall_tau": {f"{n} layers, {k} tokens": tau(score) for (n, k), score in scores.items()}}
 
 
+def _option_letter_ids(tokenizer) -> list[list[int]]:
+    """For each of A-D, the single-token spellings of that letter ("A", " A") in the tokenizer."""
+    out = []
+    for letter in "ABCD":
+        ids = {tokenizer.encode(form, add_special_tokens=False)[0] for form in (letter, " " + letter)
+               if len(tokenizer.encode(form, add_special_tokens=False)) == 1}
+        out.append(sorted(ids))
+    return out
+
+
+def rich_difficulty(data, bundle, layer: int = 18, train_per_dataset: int = 1200, test_per_dataset: int = 1000,
+                    seed: int = 0) -> dict:
+    """Does SmolLM2's reading of a prompt say whether Mixtral answers it as well as GPT-4 (RouteLLM labels)?
+
+    Per prompt, one forward pass over the chat-templated prompt gives: the mean of layer `layer`'s hidden
+    states, the last token's final hidden state, and (MMLU) the model's own answer distribution over A-D
+    at the first answer token (its entropy and top probability). A logistic regression on them is fitted on
+    up to `train_per_dataset` training prompts of each RouteLLM dataset and scored on up to `test_per_dataset`
+    of its test prompts (fixed samples; a forward pass costs a fifth of a second here): APGR and CPT(50%)
+    alone, beside the shipped fast path on the same prompts and the rank average of the two.
+    """
+    import numpy as np
+    import torch
+    import transformers
+    from scipy.stats import rankdata
+    from sklearn.linear_model import LogisticRegressionCV
+    from sklearn.preprocessing import StandardScaler
+
+    from backends.engine.bundled import bundled_model_dir
+    from predictor import metrics
+    from predictor.bundle import difficulty_rows
+    from predictor.dataset import ROUTELLM_WEAK, is_test_prompt
+    from predictor.model_card import default_card
+    from predictor.training import dense_of
+
+    torch.set_num_threads(2)
+    model_dir = bundled_model_dir()
+    tokenizer = transformers.AutoTokenizer.from_pretrained(model_dir)
+    model = transformers.AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
+    letters = _option_letter_ids(tokenizer)
+    weak_card = bundle.cards.get(ROUTELLM_WEAK, default_card(ROUTELLM_WEAK))
+    rng = np.random.default_rng(seed)
+
+    def read(pid: str) -> np.ndarray:
+        chat = tokenizer.apply_chat_template([{"role": "user", "content": data.prompts[pid].text}],
+                                             add_generation_prompt=True, return_tensors="pt")
+        input_ids = chat if torch.is_tensor(chat) else chat["input_ids"]
+        out = model(input_ids, output_hidden_states=True)
+        probs = torch.softmax(out.logits[0, -1].double(), dim=-1)
+        option = np.array([float(probs[ids].sum()) for ids in letters])
+        share = option / max(option.sum(), 1e-12)
+        entropy = float(-(share * np.log(np.maximum(share, 1e-12))).sum())
+        return np.concatenate([out.hidden_states[layer][0].mean(0).numpy(), out.hidden_states[-1][0, -1].numpy(),
+                               [entropy, float(share.max()), float(option.sum())]])
+
+    result: dict = {"layer": layer}
+    seconds = []
+    for dataset, short in (("routellm_mmlu", "mmlu"), ("routellm_gsm8k", "gsm8k")):
+        pairs = [c for c in data.correctness if c.dataset == dataset]
+        train = [c for c in pairs if not is_test_prompt(c.prompt_id)]
+        test = [c for c in pairs if is_test_prompt(c.prompt_id)]
+        if len(train) < 50 or len(test) < 10:
+            continue
+        train = [train[i] for i in sorted(rng.choice(len(train), min(train_per_dataset, len(train)), replace=False))]
+        test = [test[i] for i in sorted(rng.choice(len(test), min(test_per_dataset, len(test)), replace=False))]
+        with torch.no_grad():
+            features = {}
+            for c in train + test:
+                start = time.perf_counter()
+                features[c.prompt_id] = read(c.prompt_id)
+                seconds.append(time.perf_counter() - start)
+        X_train = np.stack([features[c.prompt_id] for c in train])
+        y_train = np.array([float(c.weak_score >= c.strong_score) for c in train])
+        scaler = StandardScaler().fit(X_train)
+        classifier = LogisticRegressionCV(Cs=[1e-3, 1e-2, 1e-1], cv=5, scoring="roc_auc", max_iter=2000)
+        with warnings.catch_warnings():  # scikit-learn 1.8 announces changes to defaults this does not depend on
+            warnings.simplefilter("ignore", FutureWarning)
+            classifier.fit(scaler.transform(X_train), y_train)  # its strength chosen on the training prompts
+        rich = classifier.predict_proba(scaler.transform(np.stack([features[c.prompt_id] for c in test])))[:, 1]
+        texts = [data.prompts[c.prompt_id].text for c in test]
+        prompt_rows = np.stack([bundle.prompt_row(dense_of(t), t) for t in texts])
+        fast = bundle.predict_quality(difficulty_rows(prompt_rows, [weak_card] * len(test)))
+        weak = np.array([c.weak_score for c in test])
+        strong = np.array([c.strong_score for c in test])
+        entropy_only = -np.array([features[c.prompt_id][-3] for c in test])  # confident small model: easy
+        for name, score in (("rich", rich), ("fast", fast), ("rich_plus_fast", rankdata(rich) + rankdata(fast)),
+                            ("small_model_confidence", entropy_only)):
+            curve = metrics.pgr_curve(score, weak, strong)
+            result[f"{name}_apgr_{short}"] = metrics.apgr(curve)
+            result[f"{name}_cpt50_{short}"] = metrics.cpt(curve, 0.5)
+        result[f"train_prompts_{short}"], result[f"test_prompts_{short}"] = len(train), len(test)
+    result["rich_ms_per_prompt_p50"] = float(np.median(seconds) * 1e3) if seconds else None
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="data directory (default: %(default)s)")
     parser.add_argument("--shipped", action="store_true", help="evaluate the shipped bundle, do not train")
-    parser.add_argument("--rich", action="store_true", help="also measure the SmolLM2 hidden-state path")
+    parser.add_argument("--rich", action="store_true", help="also measure the SmolLM2 hidden-state paths")
+    parser.add_argument("--rich-difficulty", action="store_true",
+                        help="also measure SmolLM2's reading of RouteLLM prompts for difficulty (part of --rich)")
     parser.add_argument("--json", type=Path, default=RESULTS)
     args = parser.parse_args()
 
@@ -185,11 +285,15 @@ def main() -> None:
     result.update(benchmark="predictor", train_s=train_s, shipped_bundle=args.shipped,
                   machine={"cpus": __import__("os").cpu_count(), "python": platform.python_version()},
                   command="python bench/predictor.py" + (" --shipped" if args.shipped else "")
-                  + (" --rich" if args.rich else ""))
+                  + (" --rich" if args.rich else "") + (" --rich-difficulty" if args.rich_difficulty else ""))
     if args.rich:
         result["rich_path"] = rich_path(data, bundle)
         result["truncated_path"] = truncated_path(data, bundle)
-        print(json.dumps({k: result[k] for k in ("rich_path", "truncated_path")}, indent=1))
+    if args.rich or args.rich_difficulty:
+        result["rich_difficulty"] = rich_difficulty(data, bundle)
+    rich_keys = [k for k in ("rich_path", "truncated_path", "rich_difficulty") if k in result]
+    if rich_keys:
+        print(json.dumps({k: result[k] for k in rich_keys}, indent=1))
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(result, indent=1) + "\n")
     print(f"wrote {args.json}")
