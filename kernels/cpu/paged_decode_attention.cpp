@@ -9,7 +9,8 @@
 // Work is split over (sequence, kv head) pairs: each pair reads its keys and values once for its g query heads.
 // For head_dim 64 and 128 the AVX-512 path scores sixteen keys at a time (one transposed sum instead of sixteen
 // horizontal ones) and keeps each query row's accumulator in registers across the values: on a 2-core Zen 4 the
-// bench/engine.py run spends 6.8 s in this kernel instead of 8.9 s with one key and one axpy at a time.
+// bench/engine.py run spends 6.8 s in this kernel instead of 8.9 s with one key and one axpy at a time. AVX2
+// hosts get the same structure eight keys at a time.
 // float32 or bfloat16 queries and caches, in any pairing (an fp32 model may keep a bf16 cache); bfloat16 is
 // widened to float32 on load.
 #include <ATen/Parallel.h>
@@ -119,6 +120,67 @@ inline void accumulate_tokens16(const float* p, int64_t stride, const scalar_t* 
 }
 #endif
 
+#ifdef TAMER_AVX2
+// Lane i of the result = the sum of the eight lanes of x[i]: two rounds of pairwise horizontal adds within
+// 128-bit lanes, then the two halves added across.
+inline __m256 transpose_sum8(const __m256* x) {
+  const __m256 t0 = _mm256_hadd_ps(x[0], x[1]), t1 = _mm256_hadd_ps(x[2], x[3]);
+  const __m256 t2 = _mm256_hadd_ps(x[4], x[5]), t3 = _mm256_hadd_ps(x[6], x[7]);
+  const __m256 u0 = _mm256_hadd_ps(t0, t1), u1 = _mm256_hadd_ps(t2, t3);  // x0..x3 | x4..x7, per 128-bit half
+  return _mm256_add_ps(_mm256_permute2f128_ps(u0, u1, 0x20), _mm256_permute2f128_ps(u0, u1, 0x31));
+}
+
+// score_tokens for head_dim = 8 * kChunks8 on AVX2: per query row, eight keys' products summed by one
+// transpose_sum8 and stored as one vector (a partial last group of keys through a small buffer).
+template <int kChunks8, typename scalar_t>
+inline void score_tokens8(const float* q, const scalar_t* k, int64_t token_stride, int64_t n, int64_t group,
+                          float* scores, int64_t stride) {
+  for (int64_t t0 = 0; t0 < n; t0 += 8) {
+    const int64_t m = std::min<int64_t>(8, n - t0);
+    for (int64_t g = 0; g < group; ++g) {
+      __m256 qg[kChunks8], x[8];
+      for (int c = 0; c < kChunks8; ++c) qg[c] = _mm256_loadu_ps(q + g * 8 * kChunks8 + 8 * c);
+      for (int64_t t = 0; t < 8; ++t) {
+        if (t >= m) {
+          x[t] = _mm256_setzero_ps();
+          continue;
+        }
+        const scalar_t* kt = k + (t0 + t) * token_stride;
+        __m256 sum = _mm256_mul_ps(qg[0], load8(kt));
+        for (int c = 1; c < kChunks8; ++c) sum = _mm256_fmadd_ps(qg[c], load8(kt + 8 * c), sum);
+        x[t] = sum;
+      }
+      if (m == 8) {
+        _mm256_storeu_ps(scores + g * stride + t0, transpose_sum8(x));
+      } else {
+        alignas(32) float partial[8];
+        _mm256_store_ps(partial, transpose_sum8(x));
+        std::memcpy(scores + g * stride + t0, partial, m * sizeof(float));
+      }
+    }
+  }
+}
+
+// accumulate_tokens for head_dim = 8 * kChunks8 on AVX2: each query row's accumulator stays in registers
+// across the tokens.
+template <int kChunks8, typename scalar_t>
+inline void accumulate_tokens8(const float* p, int64_t stride, const scalar_t* v, int64_t token_stride, int64_t n,
+                               int64_t group, float* acc) {
+  for (int64_t g = 0; g < group; ++g) {
+    float* ag = acc + g * 8 * kChunks8;
+    const float* pg = p + g * stride;
+    __m256 a[kChunks8];
+    for (int c = 0; c < kChunks8; ++c) a[c] = _mm256_loadu_ps(ag + 8 * c);
+    for (int64_t t = 0; t < n; ++t) {
+      const __m256 weight = _mm256_set1_ps(pg[t]);
+      const scalar_t* vt = v + t * token_stride;
+      for (int c = 0; c < kChunks8; ++c) a[c] = _mm256_fmadd_ps(weight, load8(vt + 8 * c), a[c]);
+    }
+    for (int c = 0; c < kChunks8; ++c) _mm256_storeu_ps(ag + 8 * c, a[c]);
+  }
+}
+#endif
+
 // row[j] = exp(row[j] - max(row)) for j < n, in place; returns their sum.
 inline float softmax_numerators(float* row, int64_t n) {
 #ifdef __AVX512F__
@@ -133,6 +195,29 @@ inline float softmax_numerators(float* row, int64_t n) {
     sum = _mm512_mask_add_ps(sum, live, sum, e);
   }
   return _mm512_reduce_add_ps(sum);
+#elif defined(TAMER_AVX2)
+  const int64_t full = n - n % 8;
+  __m256 m = _mm256_set1_ps(-INFINITY);
+  for (int64_t j = 0; j < full; j += 8) m = _mm256_max_ps(m, _mm256_loadu_ps(row + j));
+  alignas(32) float lanes[8];
+  _mm256_store_ps(lanes, m);
+  float row_max = *std::max_element(lanes, lanes + 8);
+  for (int64_t j = full; j < n; ++j) row_max = std::max(row_max, row[j]);
+  const __m256 row_max8 = _mm256_set1_ps(row_max);
+  __m256 sum8 = _mm256_setzero_ps();
+  for (int64_t j = 0; j < full; j += 8) {
+    const __m256 e = exp8(_mm256_sub_ps(_mm256_loadu_ps(row + j), row_max8));
+    _mm256_storeu_ps(row + j, e);
+    sum8 = _mm256_add_ps(sum8, e);
+  }
+  _mm256_store_ps(lanes, sum8);
+  float sum = 0.0f;
+  for (int i = 0; i < 8; ++i) sum += lanes[i];
+  for (int64_t j = full; j < n; ++j) {
+    row[j] = exp_clamped(row[j] - row_max);
+    sum += row[j];
+  }
+  return sum;
 #else
   float row_max = row[0];
   for (int64_t j = 1; j < n; ++j) row_max = std::max(row_max, row[j]);
@@ -156,7 +241,8 @@ inline void prefetch_block(const scalar_t* block, int64_t token_stride, int64_t 
     for (int64_t byte = 0; byte < row_bytes; byte += 64) __builtin_prefetch(base + t * stride_bytes + byte, 0, 3);
 }
 
-// kChunks = head_dim / 16 for the AVX-512 paths (head_dim 64 or 128), 0 for the portable one.
+// kChunks = head_dim / 16 for the vector paths (head_dim 64 or 128: AVX-512, or AVX2 in twice as many
+// eight-lane chunks), 0 for the portable one.
 template <int kChunks, typename scalar_t, typename cache_t>
 void decode_attention(const at::Tensor& query, const at::Tensor& key_cache, const at::Tensor& value_cache,
                       const at::Tensor& block_tables, const at::Tensor& context_lens, double scale,
@@ -211,6 +297,11 @@ void decode_attention(const at::Tensor& query, const at::Tensor& key_cache, cons
             score_tokens16<kChunks>(q.data(), k, k_tok, n, group, scores.data() + j0, context_len);
             continue;
           }
+#elif defined(TAMER_AVX2)
+          if constexpr (kChunks > 0) {
+            score_tokens8<2 * kChunks>(q.data(), k, k_tok, n, group, scores.data() + j0, context_len);
+            continue;
+          }
 #endif
           score_tokens(q.data(), k, k_tok, n, group, head_dim, scores.data() + j0, context_len);
         }
@@ -229,6 +320,11 @@ void decode_attention(const at::Tensor& query, const at::Tensor& key_cache, cons
 #ifdef __AVX512F__
           if constexpr (kChunks > 0) {
             accumulate_tokens16<kChunks>(scores.data() + j0, context_len, v, v_tok, n, group, acc.data());
+            continue;
+          }
+#elif defined(TAMER_AVX2)
+          if constexpr (kChunks > 0) {
+            accumulate_tokens8<2 * kChunks>(scores.data() + j0, context_len, v, v_tok, n, group, acc.data());
             continue;
           }
 #endif
