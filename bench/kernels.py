@@ -26,7 +26,7 @@ from importlib import import_module
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path[0] = str(ROOT)  # the repo root, not bench/ (whose queue.py would shadow the standard library's)
 
 import torch  # noqa: E402
 
