@@ -23,6 +23,13 @@ void gate_rows(const at::Tensor& x, at::Tensor& out, int64_t begin, int64_t end)
       const __m512 silu = _mm512_div_ps(g, _mm512_add_ps(_mm512_set1_ps(1.0f), e));
       store16(o + i, _mm512_mul_ps(silu, load16(up + i)));
     }
+#elif defined(TAMER_AVX2)
+    for (; i + 8 <= half; i += 8) {  // the same on eight lanes
+      const __m256 g = load8(gate + i);
+      const __m256 e = exp8(_mm256_sub_ps(_mm256_setzero_ps(), g));  // exp(-g)
+      const __m256 silu = _mm256_div_ps(g, _mm256_add_ps(_mm256_set1_ps(1.0f), e));
+      store8(o + i, _mm256_mul_ps(silu, load8(up + i)));
+    }
 #endif
     for (; i < half; ++i) {
       const float g = load(gate, i);

@@ -108,6 +108,23 @@ inline __m256 load8(const c10::BFloat16* p) {  // bf16 -> fp32: the 16 bits beco
   return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(raw), 16));
 }
 
+inline void store8(float* p, __m256 x) { _mm256_storeu_ps(p, x); }
+
+// fp32 -> bf16 on eight lanes, rounded as store16 (and c10::BFloat16) rounds: to nearest, ties to even; NaN to
+// the quiet NaN 0x7FC0.
+inline void store8(c10::BFloat16* p, __m256 x) {
+  const __m256i bits = _mm256_castps_si256(x);
+  const __m256i lsb = _mm256_and_si256(_mm256_srli_epi32(bits, 16), _mm256_set1_epi32(1));
+  __m256i rounded = _mm256_srli_epi32(_mm256_add_epi32(bits, _mm256_add_epi32(lsb, _mm256_set1_epi32(0x7FFF))), 16);
+  const __m256i is_nan = _mm256_castps_si256(_mm256_cmp_ps(x, x, _CMP_UNORD_Q));
+  rounded = _mm256_blendv_epi8(rounded, _mm256_set1_epi32(0x7FC0), is_nan);
+  // 32 -> 16 bits: packus packs within 128-bit halves (values here fit in 16 bits, so nothing saturates),
+  // then the two 64-bit results are brought together.
+  const __m256i packed = _mm256_permute4x64_epi64(_mm256_packus_epi32(rounded, _mm256_setzero_si256()),
+                                                  _MM_SHUFFLE(3, 1, 2, 0));
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(p), _mm256_castsi256_si128(packed));
+}
+
 // exp_clamped on eight lanes: the same clamp, reduction and polynomial.
 inline __m256 exp8(__m256 x) {
   x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-87.0f)), _mm256_set1_ps(88.0f));

@@ -86,7 +86,7 @@ def test_silu_and_mul(dtype, num_rows, intermediate):
 def test_silu_and_mul_keeps_nan_and_rounds_like_torch(dtype):
     """NaN in a gate or an up value stays NaN in the vector path and the scalar tail alike; and products that
     fall between two bf16 values round as torch rounds them."""
-    x = randn(4, 2 * 50, dtype=dtype)  # 50 per half: 3 vectors of 16, then a scalar tail of 2
+    x = randn(4, 2 * 50, dtype=dtype)  # 50 per half: vectors of 16 (AVX-512) or 8 (AVX2), then a scalar tail of 2
     x[0, [0, 49]] = float("nan")  # gates: one in the vector part, one in the tail
     x[1, 50 + 5] = float("nan")  # an up value
     actual = ops.silu_and_mul(x)
