@@ -236,7 +236,7 @@ def rich_difficulty(data, bundle, layer: int = 18, train_per_dataset: int = 1200
             classifier.fit(scaler.transform(X_train), y_train)  # its strength chosen on the training prompts
         rich = classifier.predict_proba(scaler.transform(np.stack([features[c.prompt_id] for c in test])))[:, 1]
         texts = [data.prompts[c.prompt_id].text for c in test]
-        prompt_rows = np.stack([bundle.prompt_row(dense_of(t), t) for t in texts])
+        prompt_rows = bundle.prompt_features(np.stack([dense_of(t) for t in texts]), texts)
         fast = bundle.predict_quality(difficulty_rows(prompt_rows, [weak_card] * len(test)))
         weak = np.array([c.weak_score for c in test])
         strong = np.array([c.strong_score for c in test])

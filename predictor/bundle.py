@@ -55,11 +55,13 @@ class PredictorBundle:
     cards: dict[str, ModelCard]
     interval_widen_log2: tuple[float, float] = (0.0, 0.0)  # subtracted from p10 / added to p90 (conformal)
     manifest: dict = field(default_factory=dict)
-    _calls: dict = field(init=False, repr=False, compare=False)  # name -> BoosterCall, built once
+    # the boosters' C calls (predictor/booster_call.py), built once
+    _length_calls: dict = field(init=False, repr=False, compare=False)  # "p10" | "p50" | "p90" -> BoosterCall
+    _difficulty_call: BoosterCall = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        self._calls = {q: BoosterCall(booster) for q, booster in self.length_models.items()}
-        self._calls["difficulty"] = BoosterCall(self.difficulty_model)
+        self._length_calls = {q: BoosterCall(booster) for q, booster in self.length_models.items()}
+        self._difficulty_call = BoosterCall(self.difficulty_model)
 
     def prompt_row(self, dense: np.ndarray, text: str, token_ids: list[int] | None = None) -> np.ndarray:
         """(D+H,) float32: one prompt's dense features beside the text heads' scores (serving and eval)."""
@@ -72,7 +74,7 @@ class PredictorBundle:
     def predict_lengths(self, rows: np.ndarray) -> np.ndarray:
         """(n, 3) output tokens p10/p50/p90, ordered, >= 0."""
         low, high = self.interval_widen_log2
-        logs = np.stack([self._calls[q](rows) for q in QUANTILES], axis=1)
+        logs = np.stack([self._length_calls[q](rows) for q in QUANTILES], axis=1)
         logs[:, 0] -= low
         logs[:, 2] += high
         logs = np.sort(logs, axis=1)  # quantile crossing is possible between separately fitted models
@@ -80,7 +82,7 @@ class PredictorBundle:
 
     def predict_quality(self, rows: np.ndarray) -> np.ndarray:
         """(n,) P(answer as good as the strong reference's)."""
-        return np.clip(self._calls["difficulty"](rows), 0.0, 1.0)
+        return np.clip(self._difficulty_call(rows), 0.0, 1.0)
 
     def save(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)
