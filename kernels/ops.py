@@ -31,6 +31,7 @@ CPU_OPS = ("rms_norm", "fused_add_rms_norm", "rotary_embedding", "silu_and_mul",
 _state = {"backend": "auto"}
 _triton_ops: dict[str, Callable] = {}  # op name -> Triton launcher, filled on first use
 _cpu_ops: dict[str, Callable] = {}  # op name -> C++ CPU launcher, filled on first use
+_cpu_selected: dict[tuple[str, str], Callable] = {}  # (backend, op name) -> what _select picks for CPU tensors
 
 
 class UnknownKernelBackendError(ValueError):
@@ -111,7 +112,19 @@ def _is_interpreter_active() -> bool:
 
 
 def _select(name: str, x: torch.Tensor) -> Callable:
-    """The implementation of op `name` for tensors on x's device under the backend in force."""
+    """The implementation of op `name` for tensors on x's device under the backend in force. For CPU tensors
+    outside the triton backend the answer depends on nothing else that changes within a process (the C++
+    kernels build or not, once), so it is looked up once per (backend, op): this runs several times per layer."""
+    backend = _state["backend"]
+    if backend != "triton" and x.is_cpu:
+        op = _cpu_selected.get((backend, name))
+        if op is None:
+            op = _cpu_selected[(backend, name)] = _resolve(name, x)
+        return op
+    return _resolve(name, x)
+
+
+def _resolve(name: str, x: torch.Tensor) -> Callable:
     backend = _state["backend"]
     if backend == "reference":
         return getattr(reference, name)

@@ -35,12 +35,14 @@ class PagedKVCache:
         self.value = torch.zeros(shape, dtype=dtype, device=device)
         self.num_blocks = num_blocks
         self.block_size = block_size
+        if self.heads_outer:
+            self._layers = [(k.permute(1, 2, 0, 3), v.permute(1, 2, 0, 3)) for k, v in zip(self.key, self.value)]
+        else:
+            self._layers = list(zip(self.key, self.value))
 
     def layer(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
         """(key_cache, value_cache) of layer i, each seen as (num_blocks, block_size, num_kv_heads, head_dim)."""
-        if self.heads_outer:
-            return self.key[i].permute(1, 2, 0, 3), self.value[i].permute(1, 2, 0, 3)
-        return self.key[i], self.value[i]
+        return self._layers[i]
 
     @property
     def nbytes(self) -> int:

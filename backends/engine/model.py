@@ -60,10 +60,10 @@ class Attention(nn.Module):
                 cache: PagedKVCache) -> torch.Tensor:
         num_tokens = x.shape[0]
         qkv = self.qkv_proj(x)  # (num_tokens, q_size + 2 * kv_size)
-        q, k, v = qkv.split([self.q_size, self.kv_size, self.kv_size], dim=-1)
-        q = q.reshape(num_tokens, self.num_heads, self.head_dim)  # (num_tokens, num_heads, head_dim)
-        k = k.reshape(num_tokens, self.num_kv_heads, self.head_dim)  # (num_tokens, num_kv_heads, head_dim)
-        v = v.reshape(num_tokens, self.num_kv_heads, self.head_dim)  # (num_tokens, num_kv_heads, head_dim)
+        heads = qkv.view(num_tokens, self.num_heads + 2 * self.num_kv_heads, self.head_dim)
+        q = heads[:, :self.num_heads]  # (num_tokens, num_heads, head_dim)
+        k = heads[:, self.num_heads:self.num_heads + self.num_kv_heads]  # (num_tokens, num_kv_heads, head_dim)
+        v = heads[:, self.num_heads + self.num_kv_heads:]  # (num_tokens, num_kv_heads, head_dim)
         q, k = ops.rotary_embedding(q, k, cos, sin, is_neox=True)
         key_cache, value_cache = cache.layer(self.layer_idx)
         ops.store_kv_cache(k, v, key_cache, value_cache, meta.slot_mapping)

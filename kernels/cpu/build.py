@@ -46,7 +46,12 @@ def extension_name() -> str:
 def is_cpu_kernel_dtype(*tensors: torch.Tensor) -> bool:
     """All CPU tensors of one dtype the kernels take (float32 or bfloat16)."""
     dtype = tensors[0].dtype
-    return dtype in KERNEL_DTYPES and all(t.dtype == dtype and t.device.type == "cpu" for t in tensors)
+    if dtype not in KERNEL_DTYPES:
+        return False
+    for t in tensors:  # a plain loop: this runs several times per layer per step
+        if t.dtype != dtype or not t.is_cpu:
+            return False
+    return True
 
 
 @functools.cache

@@ -89,3 +89,15 @@ def test_cpu_tensors_without_the_interpreter_say_how_to_fix(monkeypatch):
 def test_importing_kernels_does_not_import_triton():
     code = "import sys, kernels, kernels.ops; assert 'triton' not in sys.modules, 'triton imported'"
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120, cwd=Path(__file__).resolve().parents[2])
+
+
+def test_cpu_choice_follows_the_backend_in_force():
+    """_select remembers its CPU choice per (backend, op): switching backends back and forth still switches."""
+    x = torch.zeros(1, 4)
+    auto_choice = ops._select("rms_norm", x)
+    with ops.kernel_backend("reference"):
+        assert ops._select("rms_norm", x) is reference.rms_norm
+    assert ops._select("rms_norm", x) is auto_choice
+    with ops.kernel_backend("reference"):
+        assert ops._select("silu_and_mul", x) is reference.silu_and_mul
+    assert ops._select("silu_and_mul", x) is ops._resolve("silu_and_mul", x)  # the remembered choice is the fresh one
