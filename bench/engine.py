@@ -138,6 +138,21 @@ def run_llamacpp(gguf_path: Path, prompt_texts: list[str], max_tokens: list[int]
     return {"tok_s": useful / seconds, "seconds": seconds, "output_tokens": useful, "num_requests": len(prompt_texts)}
 
 
+def run_llamacpp_isolated(gguf_path: Path, prompt_texts: list[str], max_tokens: list[int], eos_id: int) -> dict | None:
+    """run_llamacpp in a child process, so that a crash in llama.cpp's native code (seen on one Intel Xeon VM: a
+    general protection fault inside libggml-cpu) is reported in the results instead of killing the benchmark
+    before it writes them. None when llama-cpp-python is not installed; {"error": ...} when its process died."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
+
+    try:
+        with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+            return pool.submit(run_llamacpp, gguf_path, prompt_texts, max_tokens, eos_id).result()
+    except BrokenProcessPool as exc:
+        return {"error": f"llama.cpp's process died ({exc}): its native code crashed on this machine"}
+
+
 def matmul_ceiling(model, batch_size: int, repeats: int = 5) -> dict:
     """Weight-matmul time of one step at batch_size rows: the decoder body's and the LM head's, separately.
 
@@ -301,11 +316,15 @@ def main() -> None:
         del hf_model
 
     k = args.sequential_subset * 2
-    llamacpp = run_llamacpp(bundled_gguf_path()[0], texts[:k], max_tokens[:k], tok.eos_token_ids[0])
+    llamacpp = run_llamacpp_isolated(bundled_gguf_path()[0], texts[:k], max_tokens[:k], tok.eos_token_ids[0])
     results["llamacpp"] = llamacpp
-    results["llamacpp_tok_s"] = llamacpp["tok_s"] if llamacpp else None
-    print("llama.cpp: " + (f"{llamacpp['tok_s']:.1f} tok/s one at a time ({k} requests)" if llamacpp
-                           else "not installed (pip install llama-cpp-python; it compiles for several minutes)"))
+    results["llamacpp_tok_s"] = llamacpp.get("tok_s") if llamacpp else None
+    if llamacpp is None:
+        print("llama.cpp: not installed (pip install llama-cpp-python; it compiles for several minutes)")
+    elif "error" in llamacpp:
+        print(f"llama.cpp: failed, {llamacpp['error']}")
+    else:
+        print(f"llama.cpp: {llamacpp['tok_s']:.1f} tok/s one at a time ({k} requests)")
 
     results["tamer_tok_s"] = tamer["tok_s"]
     ratios = {}
