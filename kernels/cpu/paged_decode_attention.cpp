@@ -7,10 +7,10 @@
 // offset j % block_size. The cache tensors are (num_blocks, block_size, num_kv_heads, head_dim) views of any
 // strides whose last axis is contiguous (the CPU cache is a heads-outer view, see backends/engine/kv_cache.py).
 // Work is split over (sequence, kv head) pairs: each pair reads its keys and values once for its g query heads.
-// For head_dim 64 and 128 the AVX-512 path scores sixteen keys at a time (one transposed sum instead of sixteen
-// horizontal ones) and keeps each query row's accumulator in registers across the values: on a 2-core Zen 4 the
-// bench/engine.py run spends 6.8 s in this kernel instead of 8.9 s with one key and one axpy at a time. AVX2
-// hosts get the same structure eight keys at a time.
+// For head_dim 64 and 128 the vector path (vec.h's Vec: sixteen lanes on AVX-512, eight on AVX2) scores a vector's
+// worth of keys at a time (one transposed sum instead of one horizontal sum per key) and keeps each query row's
+// accumulator in registers across the values: on a 2-core Zen 4 the bench/engine.py run spends 6.8 s in this
+// kernel instead of 8.9 s with one key and one axpy at a time.
 // float32 or bfloat16 queries and caches, in any pairing (an fp32 model may keep a bf16 cache); bfloat16 is
 // widened to float32 on load.
 #include <ATen/Parallel.h>
@@ -25,7 +25,7 @@ namespace tamer_cpu {
 namespace {
 
 // scores[g * stride + t] = q[g] . k[t] for the `group` query rows (fp32, head_dim each) against n keys
-// token_stride apart. The portable version; the AVX-512 one (score_tokens16) is below.
+// token_stride apart. The portable version; the vector one (score_tokens_vec) is below.
 template <typename scalar_t>
 inline void score_tokens(const float* q, const scalar_t* k, int64_t token_stride, int64_t n, int64_t group,
                          int64_t head_dim, float* scores, int64_t stride) {
@@ -42,7 +42,7 @@ inline void score_tokens(const float* q, const scalar_t* k, int64_t token_stride
 }
 
 // acc[g] += p[g * stride + t] * v[t] for the `group` accumulator rows (fp32, head_dim each) over n values
-// token_stride apart. The portable version; the AVX-512 one (accumulate_tokens16) is below.
+// token_stride apart. The portable version; the vector one (accumulate_tokens_vec) is below.
 template <typename scalar_t>
 inline void accumulate_tokens(const float* p, int64_t stride, const scalar_t* v, int64_t token_stride, int64_t n,
                               int64_t group, int64_t head_dim, float* acc) {
@@ -57,162 +57,70 @@ inline void accumulate_tokens(const float* p, int64_t stride, const scalar_t* v,
   }
 }
 
-#ifdef __AVX512F__
-// Lane i of the result = the sum of the sixteen lanes of x[i]. Sixteen horizontal sums at once in 45 shuffles
-// and adds (pairs within 128-bit lanes, then 64-bit pairs, then across 128-bit lanes) instead of about 8 each.
-inline __m512 transpose_sum16(const __m512* x) {
-  __m512 y[8], z[4], u[2];
-  for (int i = 0; i < 8; ++i)  // per 128-bit lane: [a, b, a, b], partial sums of x[2i] (a) and x[2i + 1] (b)
-    y[i] = _mm512_add_ps(_mm512_unpacklo_ps(x[2 * i], x[2 * i + 1]), _mm512_unpackhi_ps(x[2 * i], x[2 * i + 1]));
-  for (int i = 0; i < 4; ++i) {  // per 128-bit lane: partial sums of x[4i], x[4i + 1], x[4i + 2], x[4i + 3]
-    const __m512d y0 = _mm512_castps_pd(y[2 * i]), y1 = _mm512_castps_pd(y[2 * i + 1]);
-    z[i] = _mm512_add_ps(_mm512_castpd_ps(_mm512_unpacklo_pd(y0, y1)), _mm512_castpd_ps(_mm512_unpackhi_pd(y0, y1)));
-  }
-  for (int i = 0; i < 2; ++i)  // 128-bit lanes: x[8i .. 8i+3] twice (halves of the sum), x[8i+4 .. 8i+7] twice
-    u[i] = _mm512_add_ps(_mm512_shuffle_f32x4(z[2 * i], z[2 * i + 1], _MM_SHUFFLE(2, 0, 2, 0)),
-                         _mm512_shuffle_f32x4(z[2 * i], z[2 * i + 1], _MM_SHUFFLE(3, 1, 3, 1)));
-  return _mm512_add_ps(_mm512_shuffle_f32x4(u[0], u[1], _MM_SHUFFLE(2, 0, 2, 0)),
-                       _mm512_shuffle_f32x4(u[0], u[1], _MM_SHUFFLE(3, 1, 3, 1)));
-}
-
-// score_tokens for head_dim = 16 * kChunks: per query row, sixteen keys' products are summed by one
-// transpose_sum16 and stored as one vector (the keys stay in L1 between the group's rows).
+#ifdef TAMER_VEC
+// score_tokens for head_dim = Vec::kLanes * kChunks: per query row, kLanes keys' products are summed by one
+// Vec::transpose_sum and stored as one vector (the keys stay in L1 between the group's rows).
 template <int kChunks, typename scalar_t>
-inline void score_tokens16(const float* q, const scalar_t* k, int64_t token_stride, int64_t n, int64_t group,
-                           float* scores, int64_t stride) {
-  for (int64_t t0 = 0; t0 < n; t0 += 16) {
-    const int64_t m = std::min<int64_t>(16, n - t0);
+inline void score_tokens_vec(const float* q, const scalar_t* k, int64_t token_stride, int64_t n, int64_t group,
+                             float* scores, int64_t stride) {
+  constexpr int kLanes = Vec::kLanes;
+  for (int64_t t0 = 0; t0 < n; t0 += kLanes) {
+    const int64_t m = std::min<int64_t>(kLanes, n - t0);
     for (int64_t g = 0; g < group; ++g) {
-      __m512 qg[kChunks], x[16];
-      for (int c = 0; c < kChunks; ++c) qg[c] = _mm512_loadu_ps(q + g * 16 * kChunks + 16 * c);
-      for (int64_t t = 0; t < 16; ++t) {
+      Vec::reg qg[kChunks], x[kLanes];
+      for (int c = 0; c < kChunks; ++c) qg[c] = Vec::load(q + (g * kChunks + c) * kLanes);
+      for (int64_t t = 0; t < kLanes; ++t) {
         if (t >= m) {
-          x[t] = _mm512_setzero_ps();
+          x[t] = Vec::zero();
           continue;
         }
         const scalar_t* kt = k + (t0 + t) * token_stride;
-        __m512 sum = _mm512_mul_ps(qg[0], load16(kt));
-        for (int c = 1; c < kChunks; ++c) sum = _mm512_fmadd_ps(qg[c], load16(kt + 16 * c), sum);
+        Vec::reg sum = Vec::mul(qg[0], Vec::load(kt));
+        for (int c = 1; c < kChunks; ++c) sum = Vec::fmadd(qg[c], Vec::load(kt + c * kLanes), sum);
         x[t] = sum;
       }
-      _mm512_mask_storeu_ps(scores + g * stride + t0, tail_mask(m), transpose_sum16(x));
+      Vec::store_first(scores + g * stride + t0, Vec::transpose_sum(x), m);
     }
   }
 }
 
-// accumulate_tokens for head_dim = 16 * kChunks: each query row's accumulator stays in registers across the
-// tokens (the values stay in L1 between the group's rows).
+// accumulate_tokens for head_dim = Vec::kLanes * kChunks: each query row's accumulator stays in registers across
+// the tokens (the values stay in L1 between the group's rows).
 template <int kChunks, typename scalar_t>
-inline void accumulate_tokens16(const float* p, int64_t stride, const scalar_t* v, int64_t token_stride, int64_t n,
-                                int64_t group, float* acc) {
+inline void accumulate_tokens_vec(const float* p, int64_t stride, const scalar_t* v, int64_t token_stride, int64_t n,
+                                  int64_t group, float* acc) {
+  constexpr int kLanes = Vec::kLanes;
   for (int64_t g = 0; g < group; ++g) {
-    float* ag = acc + g * 16 * kChunks;
+    float* ag = acc + g * kChunks * kLanes;
     const float* pg = p + g * stride;
-    __m512 a[kChunks];
-    for (int c = 0; c < kChunks; ++c) a[c] = _mm512_loadu_ps(ag + 16 * c);
+    Vec::reg a[kChunks];
+    for (int c = 0; c < kChunks; ++c) a[c] = Vec::load(ag + c * kLanes);
     for (int64_t t = 0; t < n; ++t) {
-      const __m512 weight = _mm512_set1_ps(pg[t]);
+      const Vec::reg weight = Vec::set1(pg[t]);
       const scalar_t* vt = v + t * token_stride;
-      for (int c = 0; c < kChunks; ++c) a[c] = _mm512_fmadd_ps(weight, load16(vt + 16 * c), a[c]);
+      for (int c = 0; c < kChunks; ++c) a[c] = Vec::fmadd(weight, Vec::load(vt + c * kLanes), a[c]);
     }
-    for (int c = 0; c < kChunks; ++c) _mm512_storeu_ps(ag + 16 * c, a[c]);
-  }
-}
-#endif
-
-#ifdef TAMER_AVX2
-// Lane i of the result = the sum of the eight lanes of x[i]: two rounds of pairwise horizontal adds within
-// 128-bit lanes, then the two halves added across.
-inline __m256 transpose_sum8(const __m256* x) {
-  const __m256 t0 = _mm256_hadd_ps(x[0], x[1]), t1 = _mm256_hadd_ps(x[2], x[3]);
-  const __m256 t2 = _mm256_hadd_ps(x[4], x[5]), t3 = _mm256_hadd_ps(x[6], x[7]);
-  const __m256 u0 = _mm256_hadd_ps(t0, t1), u1 = _mm256_hadd_ps(t2, t3);  // x0..x3 | x4..x7, per 128-bit half
-  return _mm256_add_ps(_mm256_permute2f128_ps(u0, u1, 0x20), _mm256_permute2f128_ps(u0, u1, 0x31));
-}
-
-// score_tokens for head_dim = 8 * kChunks8 on AVX2: per query row, eight keys' products summed by one
-// transpose_sum8 and stored as one vector (a partial last group of keys through a small buffer).
-template <int kChunks8, typename scalar_t>
-inline void score_tokens8(const float* q, const scalar_t* k, int64_t token_stride, int64_t n, int64_t group,
-                          float* scores, int64_t stride) {
-  for (int64_t t0 = 0; t0 < n; t0 += 8) {
-    const int64_t m = std::min<int64_t>(8, n - t0);
-    for (int64_t g = 0; g < group; ++g) {
-      __m256 qg[kChunks8], x[8];
-      for (int c = 0; c < kChunks8; ++c) qg[c] = _mm256_loadu_ps(q + g * 8 * kChunks8 + 8 * c);
-      for (int64_t t = 0; t < 8; ++t) {
-        if (t >= m) {
-          x[t] = _mm256_setzero_ps();
-          continue;
-        }
-        const scalar_t* kt = k + (t0 + t) * token_stride;
-        __m256 sum = _mm256_mul_ps(qg[0], load8(kt));
-        for (int c = 1; c < kChunks8; ++c) sum = _mm256_fmadd_ps(qg[c], load8(kt + 8 * c), sum);
-        x[t] = sum;
-      }
-      if (m == 8) {
-        _mm256_storeu_ps(scores + g * stride + t0, transpose_sum8(x));
-      } else {
-        alignas(32) float partial[8];
-        _mm256_store_ps(partial, transpose_sum8(x));
-        std::memcpy(scores + g * stride + t0, partial, m * sizeof(float));
-      }
-    }
-  }
-}
-
-// accumulate_tokens for head_dim = 8 * kChunks8 on AVX2: each query row's accumulator stays in registers
-// across the tokens.
-template <int kChunks8, typename scalar_t>
-inline void accumulate_tokens8(const float* p, int64_t stride, const scalar_t* v, int64_t token_stride, int64_t n,
-                               int64_t group, float* acc) {
-  for (int64_t g = 0; g < group; ++g) {
-    float* ag = acc + g * 8 * kChunks8;
-    const float* pg = p + g * stride;
-    __m256 a[kChunks8];
-    for (int c = 0; c < kChunks8; ++c) a[c] = _mm256_loadu_ps(ag + 8 * c);
-    for (int64_t t = 0; t < n; ++t) {
-      const __m256 weight = _mm256_set1_ps(pg[t]);
-      const scalar_t* vt = v + t * token_stride;
-      for (int c = 0; c < kChunks8; ++c) a[c] = _mm256_fmadd_ps(weight, load8(vt + 8 * c), a[c]);
-    }
-    for (int c = 0; c < kChunks8; ++c) _mm256_storeu_ps(ag + 8 * c, a[c]);
+    for (int c = 0; c < kChunks; ++c) Vec::store(ag + c * kLanes, a[c]);
   }
 }
 #endif
 
 // row[j] = exp(row[j] - max(row)) for j < n, in place; returns their sum.
 inline float softmax_numerators(float* row, int64_t n) {
-#ifdef __AVX512F__
-  __m512 m = _mm512_set1_ps(-INFINITY);  // exp16 of (row - max) <= 0: the clamp at 88 never bites
-  for (int64_t j = 0; j < n; j += 16) m = _mm512_mask_max_ps(m, tail_mask(n - j), m, _mm512_maskz_loadu_ps(tail_mask(n - j), row + j));
-  const __m512 row_max = _mm512_set1_ps(_mm512_reduce_max_ps(m));
-  __m512 sum = _mm512_setzero_ps();
-  for (int64_t j = 0; j < n; j += 16) {
-    const __mmask16 live = tail_mask(n - j);
-    const __m512 e = exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(live, row + j), row_max));
-    _mm512_mask_storeu_ps(row + j, live, e);
-    sum = _mm512_mask_add_ps(sum, live, sum, e);
-  }
-  return _mm512_reduce_add_ps(sum);
-#elif defined(TAMER_AVX2)
-  const int64_t full = n - n % 8;
-  __m256 m = _mm256_set1_ps(-INFINITY);
-  for (int64_t j = 0; j < full; j += 8) m = _mm256_max_ps(m, _mm256_loadu_ps(row + j));
-  alignas(32) float lanes[8];
-  _mm256_store_ps(lanes, m);
-  float row_max = *std::max_element(lanes, lanes + 8);
+#ifdef TAMER_VEC  // whole vectors, then the last n % kLanes values one at a time
+  const int64_t full = n - n % Vec::kLanes;
+  Vec::reg m = Vec::set1(-INFINITY);
+  for (int64_t j = 0; j < full; j += Vec::kLanes) m = Vec::max(m, Vec::load(row + j));
+  float row_max = Vec::reduce_max(m);
   for (int64_t j = full; j < n; ++j) row_max = std::max(row_max, row[j]);
-  const __m256 row_max8 = _mm256_set1_ps(row_max);
-  __m256 sum8 = _mm256_setzero_ps();
-  for (int64_t j = 0; j < full; j += 8) {
-    const __m256 e = exp8(_mm256_sub_ps(_mm256_loadu_ps(row + j), row_max8));
-    _mm256_storeu_ps(row + j, e);
-    sum8 = _mm256_add_ps(sum8, e);
+  const Vec::reg row_max_vec = Vec::set1(row_max);  // exp of (row - max) <= 0: the clamp at 88 never bites
+  Vec::reg sum_vec = Vec::zero();
+  for (int64_t j = 0; j < full; j += Vec::kLanes) {
+    const Vec::reg e = exp_vec(Vec::sub(Vec::load(row + j), row_max_vec));
+    Vec::store(row + j, e);
+    sum_vec = Vec::add(sum_vec, e);
   }
-  _mm256_store_ps(lanes, sum8);
-  float sum = 0.0f;
-  for (int i = 0; i < 8; ++i) sum += lanes[i];
+  float sum = Vec::reduce_add(sum_vec);
   for (int64_t j = full; j < n; ++j) {
     row[j] = exp_clamped(row[j] - row_max);
     sum += row[j];
@@ -241,9 +149,9 @@ inline void prefetch_block(const scalar_t* block, int64_t token_stride, int64_t 
     for (int64_t byte = 0; byte < row_bytes; byte += 64) __builtin_prefetch(base + t * stride_bytes + byte, 0, 3);
 }
 
-// kChunks = head_dim / 16 for the vector paths (head_dim 64 or 128: AVX-512, or AVX2 in twice as many
-// eight-lane chunks), 0 for the portable one.
-template <int kChunks, typename scalar_t, typename cache_t>
+// kHeadDim: 64 or 128 for the vector path (a whole number of vectors on either instruction set), 0 for the
+// portable one, which takes any head_dim.
+template <int kHeadDim, typename scalar_t, typename cache_t>
 void decode_attention(const at::Tensor& query, const at::Tensor& key_cache, const at::Tensor& value_cache,
                       const at::Tensor& block_tables, const at::Tensor& context_lens, double scale,
                       at::Tensor& out) {
@@ -292,14 +200,9 @@ void decode_attention(const at::Tensor& query, const at::Tensor& key_cache, cons
             prefetch_block(value_block(table, 0, kv_head), v_tok, std::min(block_size, context_len), head_dim);
           const cache_t* k = key_block(table, b, kv_head);
           const int64_t n = std::min(block_size, context_len - j0);
-#ifdef __AVX512F__
-          if constexpr (kChunks > 0) {
-            score_tokens16<kChunks>(q.data(), k, k_tok, n, group, scores.data() + j0, context_len);
-            continue;
-          }
-#elif defined(TAMER_AVX2)
-          if constexpr (kChunks > 0) {
-            score_tokens8<2 * kChunks>(q.data(), k, k_tok, n, group, scores.data() + j0, context_len);
+#ifdef TAMER_VEC
+          if constexpr (kHeadDim > 0) {
+            score_tokens_vec<kHeadDim / Vec::kLanes>(q.data(), k, k_tok, n, group, scores.data() + j0, context_len);
             continue;
           }
 #endif
@@ -317,14 +220,10 @@ void decode_attention(const at::Tensor& query, const at::Tensor& key_cache, cons
           }
           const cache_t* v = value_block(table, b, kv_head);
           const int64_t n = std::min(block_size, context_len - j0);
-#ifdef __AVX512F__
-          if constexpr (kChunks > 0) {
-            accumulate_tokens16<kChunks>(scores.data() + j0, context_len, v, v_tok, n, group, acc.data());
-            continue;
-          }
-#elif defined(TAMER_AVX2)
-          if constexpr (kChunks > 0) {
-            accumulate_tokens8<2 * kChunks>(scores.data() + j0, context_len, v, v_tok, n, group, acc.data());
+#ifdef TAMER_VEC
+          if constexpr (kHeadDim > 0) {
+            accumulate_tokens_vec<kHeadDim / Vec::kLanes>(scores.data() + j0, context_len, v, v_tok, n, group,
+                                                          acc.data());
             continue;
           }
 #endif
@@ -344,8 +243,8 @@ template <typename scalar_t, typename cache_t>
 void by_head_dim(const at::Tensor& query, const at::Tensor& key_cache, const at::Tensor& value_cache,
                  const at::Tensor& block_tables, const at::Tensor& context_lens, double scale, at::Tensor& out) {
   switch (query.size(2)) {
-    case 64: return decode_attention<4, scalar_t, cache_t>(query, key_cache, value_cache, block_tables, context_lens, scale, out);
-    case 128: return decode_attention<8, scalar_t, cache_t>(query, key_cache, value_cache, block_tables, context_lens, scale, out);
+    case 64: return decode_attention<64, scalar_t, cache_t>(query, key_cache, value_cache, block_tables, context_lens, scale, out);
+    case 128: return decode_attention<128, scalar_t, cache_t>(query, key_cache, value_cache, block_tables, context_lens, scale, out);
     default: return decode_attention<0, scalar_t, cache_t>(query, key_cache, value_cache, block_tables, context_lens, scale, out);
   }
 }

@@ -16,19 +16,12 @@ void gate_rows(const at::Tensor& x, at::Tensor& out, int64_t begin, int64_t end)
     const scalar_t* up = gate + half;
     scalar_t* o = out.data_ptr<scalar_t>() + row * out.stride(0);
     int64_t i = 0;
-#ifdef __AVX512F__
-    for (; i + 16 <= half; i += 16) {  // fp32 or bf16 widened on load, rounded once on store
-      const __m512 g = load16(gate + i);
-      const __m512 e = exp16(_mm512_sub_ps(_mm512_setzero_ps(), g));  // exp(-g)
-      const __m512 silu = _mm512_div_ps(g, _mm512_add_ps(_mm512_set1_ps(1.0f), e));
-      store16(o + i, _mm512_mul_ps(silu, load16(up + i)));
-    }
-#elif defined(TAMER_AVX2)
-    for (; i + 8 <= half; i += 8) {  // the same on eight lanes
-      const __m256 g = load8(gate + i);
-      const __m256 e = exp8(_mm256_sub_ps(_mm256_setzero_ps(), g));  // exp(-g)
-      const __m256 silu = _mm256_div_ps(g, _mm256_add_ps(_mm256_set1_ps(1.0f), e));
-      store8(o + i, _mm256_mul_ps(silu, load8(up + i)));
+#ifdef TAMER_VEC
+    for (; i + Vec::kLanes <= half; i += Vec::kLanes) {  // fp32 or bf16 widened on load, rounded once on store
+      const Vec::reg g = Vec::load(gate + i);
+      const Vec::reg e = exp_vec(Vec::sub(Vec::zero(), g));  // exp(-g)
+      const Vec::reg silu = Vec::div(g, Vec::add(Vec::set1(1.0f), e));
+      Vec::store(o + i, Vec::mul(silu, Vec::load(up + i)));
     }
 #endif
     for (; i < half; ++i) {
