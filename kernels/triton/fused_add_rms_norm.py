@@ -11,7 +11,7 @@ import torch
 import triton
 import triton.language as tl
 
-from kernels.triton.rms_norm import launch_config
+from kernels.triton.rms_norm import launch_config, store_normed
 
 
 @triton.jit
@@ -32,9 +32,7 @@ def fused_add_rms_norm_row(x_ptr, res_ptr, w_ptr, y_ptr, r_ptr, x_row_stride, re
         tl.store(r_row + cols, r, mask=mask)
         r_fp32 = r.to(tl.float32)
         rstd = 1.0 / tl.sqrt(tl.sum(r_fp32 * r_fp32, axis=0) / hidden_size + eps)
-        normed = (r_fp32 * rstd).to(r.dtype).to(tl.float32)
-        w = tl.load(w_ptr + cols, mask=mask, other=0.0).to(tl.float32)
-        tl.store(y_row + cols, (w * normed).to(y_ptr.dtype.element_ty), mask=mask)
+        store_normed(r, rstd, w_ptr, y_row, cols, mask)
     else:
         sum_sq = tl.zeros((BLOCK,), dtype=tl.float32)
         for start in range(0, hidden_size, BLOCK):
@@ -50,9 +48,7 @@ def fused_add_rms_norm_row(x_ptr, res_ptr, w_ptr, y_ptr, r_ptr, x_row_stride, re
         for start in range(0, hidden_size, BLOCK):
             mask = start + cols < hidden_size
             r = tl.load(r_row + start + cols, mask=mask, other=0.0)  # written by this program above
-            normed = (r.to(tl.float32) * rstd).to(r.dtype).to(tl.float32)
-            w = tl.load(w_ptr + start + cols, mask=mask, other=0.0).to(tl.float32)
-            tl.store(y_row + start + cols, (w * normed).to(y_ptr.dtype.element_ty), mask=mask)
+            store_normed(r, rstd, w_ptr + start, y_row + start, cols, mask)
 
 
 def fused_add_rms_norm(x: torch.Tensor, residual: torch.Tensor, weight: torch.Tensor,

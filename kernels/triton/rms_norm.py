@@ -17,6 +17,15 @@ MAX_BLOCK = 8192  # widest row held in registers at once; wider rows loop over c
 
 
 @triton.jit
+def store_normed(v, rstd, w_ptr, y_ptr, cols, mask):
+    """y[cols] = w[cols] * round_v(v * rstd), masked: v is a row, or a chunk of one, in its own dtype (the
+    last step of rms_norm_row and of fused_add_rms_norm_row)."""
+    normed = (v.to(tl.float32) * rstd).to(v.dtype).to(tl.float32)
+    w = tl.load(w_ptr + cols, mask=mask, other=0.0).to(tl.float32)
+    tl.store(y_ptr + cols, (w * normed).to(y_ptr.dtype.element_ty), mask=mask)
+
+
+@triton.jit
 def rms_norm_row(x_ptr, w_ptr, y_ptr, x_row_stride, y_row_stride, hidden_size, eps,
                  BLOCK: tl.constexpr, IS_ONE_CHUNK: tl.constexpr):
     """y[row] = w * round_x(x[row] * rsqrt(mean(x[row]^2) + eps))."""
@@ -29,9 +38,7 @@ def rms_norm_row(x_ptr, w_ptr, y_ptr, x_row_stride, y_row_stride, hidden_size, e
         x = tl.load(x_row + cols, mask=mask, other=0.0)  # (BLOCK,) x's dtype
         x_fp32 = x.to(tl.float32)
         rstd = 1.0 / tl.sqrt(tl.sum(x_fp32 * x_fp32, axis=0) / hidden_size + eps)
-        normed = (x_fp32 * rstd).to(x.dtype).to(tl.float32)
-        w = tl.load(w_ptr + cols, mask=mask, other=0.0).to(tl.float32)
-        tl.store(y_row + cols, (w * normed).to(y_ptr.dtype.element_ty), mask=mask)
+        store_normed(x, rstd, w_ptr, y_row, cols, mask)
     else:
         sum_sq = tl.zeros((BLOCK,), dtype=tl.float32)
         for start in range(0, hidden_size, BLOCK):
@@ -42,9 +49,7 @@ def rms_norm_row(x_ptr, w_ptr, y_ptr, x_row_stride, y_row_stride, hidden_size, e
         for start in range(0, hidden_size, BLOCK):
             mask = start + cols < hidden_size
             x = tl.load(x_row + start + cols, mask=mask, other=0.0)
-            normed = (x.to(tl.float32) * rstd).to(x.dtype).to(tl.float32)
-            w = tl.load(w_ptr + start + cols, mask=mask, other=0.0).to(tl.float32)
-            tl.store(y_row + start + cols, (w * normed).to(y_ptr.dtype.element_ty), mask=mask)
+            store_normed(x, rstd, w_ptr + start, y_row + start, cols, mask)
 
 
 def launch_config(hidden_size: int) -> tuple[int, bool, int]:
