@@ -5,7 +5,6 @@
 #define SIMDE_ENABLE_NATIVE_ALIASES
 #include <simde/x86/avx512.h>
 #include <cmath>
-#include <cstring>
 #ifndef __AVX512F__
 #define __AVX512F__ 1
 #endif
@@ -39,12 +38,6 @@ static inline float emu_reduce_max_ps(simde__m512 a) {
   float m = v[0]; for (int i = 1; i < 16; ++i) m = v[i] > m ? v[i] : m;
   return m;
 }
-static inline simde__m512 emu_maskz_loadu_ps(simde__mmask16 k, const void* p) {
-  float v[16];
-  for (int i = 0; i < 16; ++i) v[i] = ((k >> i) & 1) ? static_cast<const float*>(p)[i] : 0.0f;
-  return simde_mm512_loadu_ps(v);
-}
-#define _mm512_maskz_loadu_ps emu_maskz_loadu_ps
 #define _mm512_cvtepi32_epi16 emu_cvtepi32_epi16
 #define _mm512_cvtepu16_epi32 emu_cvtepu16_epi32
 #define _mm512_cvtps_epi32 emu_cvtps_epi32
