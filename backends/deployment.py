@@ -10,6 +10,10 @@ MARKETS = ("on-demand", "spot")
 # "" and "auto": bfloat16 on CUDA, float32 on CPU. bfloat16 on CPU pays where the processor has native bf16
 # (AVX512-BF16 or AMX): about 1.5x the output tokens/s of float32 on 2 cores, at bf16's precision.
 LOCAL_DTYPES = ("", "auto", "float32", "fp32", "bfloat16", "bf16", "float16", "fp16")
+# (temperature, top_p) for a request that gives neither, unless the deployment sets its own: the bundled
+# SmolLM2-Instruct's model card recommends 0.2 / 0.9; any other local model gets OpenAI's 1.0 / 1.0.
+BUNDLED_SAMPLING_DEFAULTS = (0.2, 0.9)
+OPENAI_SAMPLING_DEFAULTS = (1.0, 1.0)
 
 
 @dataclass(frozen=True)
@@ -34,8 +38,8 @@ class DeploymentSpec:
     aging_s_per_token: float | None = None  # shortest-first scale, see queue_aging_s_per_token; None = derived
     context_window_tokens: int = 0  # 0 = ask the backend
     timeout_s: float = 600.0  # upstream request timeout
-    default_temperature: float = 1.0  # used when a request gives no temperature (local backend)
-    default_top_p: float = 1.0  # used when a request gives no top_p (local backend)
+    default_temperature: float | None = None  # for a request with no temperature (local backend); None = the model's
+    default_top_p: float | None = None  # for a request with no top_p (local backend); None = the model's
     http_client: str = "fast"  # openai backend: "fast" (httptools) or "httpx" (proxies, redirects, HTTP/2)
     predictor_model: str = ""  # the model card the predictor reads for this deployment; "" = model
     # Self-hosted capacity, billed by GPU time (instead of, or beside, per-token prices):
@@ -62,7 +66,8 @@ class DeploymentSpec:
             raise ValueError(f"deployment {self.name!r}: aging_s_per_token must be >= 0 (0: FCFS), or left out")
         if self.max_queue_depth < 1:
             raise ValueError(f"deployment {self.name!r}: max_queue_depth must be >= 1, got {self.max_queue_depth}")
-        if not 0.0 <= self.default_temperature <= 2.0 or not 0.0 < self.default_top_p <= 1.0:
+        temperature, top_p = self.sampling_defaults
+        if not 0.0 <= temperature <= 2.0 or not 0.0 < top_p <= 1.0:
             raise ValueError(f"deployment {self.name!r}: default_temperature must be in [0, 2], default_top_p in (0, 1]")
         if self.kv_cache_gib < 0:
             raise ValueError(f"deployment {self.name!r}: kv_cache_gib must be >= 0 (0 = automatic)")
@@ -94,11 +99,18 @@ class DeploymentSpec:
     def is_billed_by_time(self) -> bool:
         return bool(self.instance_type) or self.usd_per_hour > 0
 
+    @property
+    def sampling_defaults(self) -> tuple[float, float]:
+        """(temperature, top_p) for a request that gives neither: the deployment's own, else its model's."""
+        is_bundled = self.backend == "local" and not self.path
+        temperature, top_p = BUNDLED_SAMPLING_DEFAULTS if is_bundled else OPENAI_SAMPLING_DEFAULTS
+        return (temperature if self.default_temperature is None else self.default_temperature,
+                top_p if self.default_top_p is None else self.default_top_p)
+
 
 def bundled_deployment() -> DeploymentSpec:
-    """The embedded default: the bundled SmolLM2 on the local engine, with its model card's sampling defaults."""
-    return DeploymentSpec(name="local-smollm2", backend="local", model=BUNDLED_MODEL, default_temperature=0.2,
-                          default_top_p=0.9)
+    """The embedded default: the bundled SmolLM2 on the local engine (with its model card's sampling defaults)."""
+    return DeploymentSpec(name="local-smollm2", backend="local", model=BUNDLED_MODEL)
 
 
 def queue_aging_s_per_token(spec: DeploymentSpec, default_s_per_token: float) -> float:

@@ -91,8 +91,9 @@ class LocalBackend:
                 f"and max_tokens asks for {max_tokens} more. Lower max_tokens to at most {room}.",
                 param="max_tokens",
             )
-        temperature = self.spec.default_temperature if request.temperature is None else request.temperature
-        top_p = self.spec.default_top_p if request.top_p is None else request.top_p
+        default_temperature, default_top_p = self.spec.sampling_defaults
+        temperature = default_temperature if request.temperature is None else request.temperature
+        top_p = default_top_p if request.top_p is None else request.top_p
         return SamplingParams(max_tokens=max_tokens, temperature=temperature, top_p=top_p,
                               seed=request.seed, stop=request.stop)
 

@@ -1,7 +1,8 @@
 """Request bodies of the OpenAI API that tamer accepts, validated, and their mapping to a GenerationRequest.
 
 Unknown fields are accepted and ignored (clients send many); fields tamer cannot honour (n > 1,
-tools, multimodal content) are rejected with a message naming the field.
+tools or functions to call, multimodal content) are rejected with a message naming the field, so a client
+never gets a plain-text answer where it asked for a tool call.
 """
 
 from __future__ import annotations
@@ -61,12 +62,25 @@ class TextPart(BaseModel):
     text: str
 
 
+NO_TOOLS = "tamer does not run tool or function calls; send the request without them"
+
+
+def _reject_tool_calls(value: Any) -> Any:
+    if value:
+        raise ValueError(NO_TOOLS)
+    return value
+
+
 class ChatMessage(BaseModel):
     model_config = ConfigDict(extra="allow")
 
-    role: Literal["system", "developer", "user", "assistant", "tool"]
+    role: Literal["system", "developer", "user", "assistant"]  # "tool" results answer tool calls: none here
     content: str | list[TextPart] | None = None
     name: str | None = None
+    tool_calls: list[Any] | None = None  # an assistant's tool calls in the history: rejected
+    function_call: Any = None
+
+    _no_tool_calls = field_validator("tool_calls", "function_call")(_reject_tool_calls)
 
     def text(self) -> str:
         if self.content is None:
@@ -79,6 +93,19 @@ class ChatMessage(BaseModel):
 class ChatCompletionRequest(_Common):
     messages: list[ChatMessage] = Field(min_length=1)
     max_completion_tokens: int | None = Field(default=None, ge=1)
+    tools: list[Any] | None = None  # rejected unless empty
+    functions: list[Any] | None = None  # the older name of tools: the same
+    tool_choice: Any = None  # "none" and "auto" (with no tools: a plain answer) pass
+    function_call: Any = None
+
+    _no_tools = field_validator("tools", "functions")(_reject_tool_calls)
+
+    @field_validator("tool_choice", "function_call")
+    @classmethod
+    def _no_tool_choice(cls, v: Any) -> Any:
+        if v not in (None, "none", "auto"):
+            raise ValueError(NO_TOOLS)
+        return v
 
     def to_generation_request(self) -> GenerationRequest:
         messages = tuple(

@@ -58,6 +58,20 @@ def test_local_dtype_reaches_the_deployment():
     assert s.deployments[0].dtype == "bfloat16"
 
 
+def test_sampling_defaults_follow_the_model_unless_the_deployment_sets_them():
+    def defaults(**fields):
+        deployment = {"name": "a", "backend": "local", "model": "m", **fields}
+        return settings_from_dict({"deployments": [deployment]}, {}).deployments[0].sampling_defaults
+
+    assert load_settings(env={}).deployments[0].sampling_defaults == (0.2, 0.9)
+    assert defaults() == (0.2, 0.9)  # no path: the bundled SmolLM2, its model card's values
+    assert defaults(path="/models/other") == (1.0, 1.0)  # another model: OpenAI's defaults
+    assert defaults(default_temperature=0, default_top_p=0.5) == (0.0, 0.5)
+    assert defaults(path="/models/other", default_top_p=0.95) == (1.0, 0.95)
+    with pytest.raises(ValueError, match="default_temperature must be in"):
+        defaults(default_temperature=3)
+
+
 def test_missing_or_broken_file(tmp_path):
     with pytest.raises(ValueError, match="does not exist"):
         load_settings(tmp_path / "nope.toml", env={})
