@@ -21,6 +21,7 @@ for the burst the benchmark sends (every request at step 0) and for the same req
 (Poisson, `--load` of the slots' capacity; `--seeds` arrival draws, pooled).
 
     python bench/preemption_replay.py bench/results/scheduling.json bench/results/scheduling_mixed.json
+Writes bench/results/preemption_replay.json.
 """
 
 from __future__ import annotations
@@ -33,7 +34,10 @@ import sys
 from pathlib import Path
 from typing import Callable, Sequence
 
-sys.path[0] = str(Path(__file__).resolve().parents[1])  # the repo root, not bench/ (see bench/scheduling.py)
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[0] = str(ROOT)  # the repo root, not bench/ (see bench/scheduling.py)
+
+from bench.scheduling import percentile  # noqa: E402
 
 # (request index, tokens written so far) -> rank; lower runs first, ties by index (arrival order)
 RankFn = Callable[[int, int], float]
@@ -116,10 +120,15 @@ def replay_all(lengths: Sequence[int], predicted: Sequence[float], num_slots: in
                 pooled += replay_nonpreemptive(lengths, arrivals, how, num_slots)
             else:
                 pooled += replay_preemptive(lengths, arrivals, how, num_slots)
-        ordered = sorted(pooled)
-        out[name] = {"mean_latency_steps": statistics.mean(pooled),
-                     "p99_latency_steps": ordered[round(0.99 * (len(ordered) - 1))]}
+        out[name] = {"kind": kind, "mean_latency_steps": statistics.mean(pooled),
+                     "p99_latency_steps": percentile(pooled, 99)}
     return out
+
+
+def ratios(table: dict[str, dict], name: str) -> dict[str, float]:
+    fcfs, this = table["fcfs"], table[name]
+    return {"mean_latency_ratio_fcfs_over_this": fcfs["mean_latency_steps"] / this["mean_latency_steps"],
+            "p99_latency_ratio_this_over_fcfs": this["p99_latency_steps"] / fcfs["p99_latency_steps"]}
 
 
 def main() -> None:
@@ -127,7 +136,9 @@ def main() -> None:
     parser.add_argument("results", type=Path, nargs="+", help="JSON written by bench/scheduling.py")
     parser.add_argument("--load", type=float, default=0.9, help="Poisson arrivals at this share of capacity")
     parser.add_argument("--seeds", type=int, default=20, help="Poisson arrival draws, pooled")
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "preemption_replay.json")
     args = parser.parse_args()
+    written = {"benchmark": "preemption_replay", "load": args.load, "num_poisson_draws": args.seeds, "runs": {}}
     for path in args.results:
         result = json.loads(path.read_text())
         rows = result["per_prompt"]
@@ -140,13 +151,17 @@ def main() -> None:
         print(f"{'order':<14}{'kind':<16}{'burst: FCFS/x':>14}{'p99 x/FCFS':>11}"
               f"{f'Poisson {args.load:.0%}: FCFS/x':>22}{'p99 x/FCFS':>11}")
         tables = [replay_all(lengths, predicted, num_slots, draws) for draws in (burst, poisson)]
+        written["runs"][path.name] = {"num_requests": len(lengths), "num_slots": num_slots,
+                                      "max_tokens": result["max_tokens"],
+                                      **{arrivals: {name: {**stats, **ratios(table, name)}
+                                                    for name, stats in table.items()}
+                                         for arrivals, table in zip(("burst", "poisson"), tables)}}
         for name, (kind, _) in orders(lengths, predicted).items():
-            cells = []
-            for table in tables:
-                fcfs, this = table["fcfs"], table[name]
-                cells += [fcfs["mean_latency_steps"] / this["mean_latency_steps"],
-                          this["p99_latency_steps"] / fcfs["p99_latency_steps"]]
+            cells = [value for table in tables for value in ratios(table, name).values()]
             print(f"{name:<14}{kind:<16}{cells[0]:14.2f}{cells[1]:11.2f}{cells[2]:22.2f}{cells[3]:11.2f}")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(written, indent=2) + "\n")
+    print(f"wrote {args.out}")
 
 
 if __name__ == "__main__":

@@ -8,7 +8,8 @@ engine step (prefill tokens, their sum of causal squares, decoding sequences, th
 wall time. fit_efficiency chooses compute_frac, bandwidth_frac in (0, 1], overhead_s_per_layer >= 0 and
 overhead_s_per_seq >= 0 minimising a robust (soft L1) loss on log(step time), as bench/perf_model_fit.py does
 for GPUs; then fit_token_factors records, per step size, the median of what the fitted roofline still misses
-(a CPU's matmul library is slow at some shapes: 2 or 3 rows take longer than 4). Profiles are found by name:
+(a CPU's matmul library runs some shapes faster or slower than the one shape its peak was measured at: on
+the shipped profile, steps of 64-512 tokens at about 0.6 of the fitted time). Profiles are found by name:
 cost_model/data/<name>_profile.json.
 """
 

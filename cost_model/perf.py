@@ -11,10 +11,11 @@ per GPU of a tensor-parallel group of n GPUs:
     the layers, the LM head and overhead_s_per_seq per sequence that samples a token (host-side sampling and
     detokenizing, which a CPU engine pays), the whole step times step_scale >= 1 and, for a measured device,
     times its measured residual for steps of that many tokens (token_factors: a CPU's matmul library has
-    slow shapes, e.g. 2 or 3 rows, that no roofline shows)
+    fast and slow shapes that no roofline shows)
 
-with compute_frac, bandwidth_frac in (0, 1] and overheads >= 0, so a prediction is never faster than the
-roofline. The efficiencies per GPU are fitted to Vidur's measured per-layer op times and step_scale to
+with compute_frac, bandwidth_frac in (0, 1] and overheads >= 0, so for a catalog GPU (no token_factors) a
+prediction is never faster than the roofline. A measured device's residuals may be below 1: its peak is one
+matmul shape's rate, and a CPU runs larger steps faster than that. The efficiencies per GPU are fitted to Vidur's measured per-layer op times and step_scale to
 TensorRT-LLM's published serving throughput (bench/perf_model_fit.py); they are shipped in
 data/perf_efficiency.json; a GPU without a profile borrows the efficiencies of its nearest profiled kin.
 """

@@ -123,7 +123,7 @@ async def _close_quietly(backend) -> None:
 
 def calibrate(
     deployment: str = typer.Option(..., "--deployment", help="Name of the deployment to calibrate (a "
-                                   "[[deployments]] entry, or local-smollm2 for the bundled model)."),
+                                   "\\[\\[deployments]] entry, or local-smollm2 for the bundled model)."),
     config_path: Optional[Path] = typer.Option(None, "--config", help="Settings TOML file (or TAMER_CONFIG)."),
     prompts: int = typer.Option(48, "--prompts", min=1, help="How many of the 48 card prompts to run (they "
                                 "measure the card's verbosity)."),
@@ -196,7 +196,7 @@ def calibrate(
     typer.echo(f"  card prompts' tokens  min {lengths[0]}, median {lengths[len(lengths) // 2]}, max {lengths[-1]}, "
                f"mean {sum(lengths) / len(lengths):.1f}")
     typer.echo(f"  log2(1 + tokens)      mean {card.output_log2_mean:.3f}, std {card.output_log2_std:.3f} "
-               f"(median ~{card.median_output_tokens:.0f} tokens)")
+               f"(geometric mean ~{card.median_output_tokens:.0f} tokens)")
     typer.echo(f"  strength              {card.strength:.3f}")
     _echo_offsets(card.model, cards_file)
 
