@@ -156,9 +156,9 @@ def main() -> None:
                                       **{arrivals: {name: {**stats, **ratios(table, name)}
                                                     for name, stats in table.items()}
                                          for arrivals, table in zip(("burst", "poisson"), tables)}}
-        for name, (kind, _) in orders(lengths, predicted).items():
+        for name, stats in tables[0].items():
             cells = [value for table in tables for value in ratios(table, name).values()]
-            print(f"{name:<14}{kind:<16}{cells[0]:14.2f}{cells[1]:11.2f}{cells[2]:22.2f}{cells[3]:11.2f}")
+            print(f"{name:<14}{stats['kind']:<16}{cells[0]:14.2f}{cells[1]:11.2f}{cells[2]:22.2f}{cells[3]:11.2f}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(written, indent=2) + "\n")
     print(f"wrote {args.out}")

@@ -15,9 +15,10 @@ per GPU of a tensor-parallel group of n GPUs:
 
 with compute_frac, bandwidth_frac in (0, 1] and overheads >= 0, so for a catalog GPU (no token_factors) a
 prediction is never faster than the roofline. A measured device's residuals may be below 1: its peak is one
-matmul shape's rate, and a CPU runs larger steps faster than that. The efficiencies per GPU are fitted to Vidur's measured per-layer op times and step_scale to
-TensorRT-LLM's published serving throughput (bench/perf_model_fit.py); they are shipped in
-data/perf_efficiency.json; a GPU without a profile borrows the efficiencies of its nearest profiled kin.
+matmul shape's rate, and a CPU runs larger steps faster than that. The efficiencies per GPU are fitted to
+Vidur's measured per-layer op times and step_scale to TensorRT-LLM's published serving throughput
+(bench/perf_model_fit.py); they are shipped in data/perf_efficiency.json; a GPU without a profile borrows the
+efficiencies of its nearest profiled kin.
 """
 
 from __future__ import annotations

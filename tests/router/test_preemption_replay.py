@@ -17,7 +17,8 @@ def random_lengths(seed: int, n: int = 40) -> list[int]:
 def test_burst_matches_the_scheduling_bench_replay():
     for seed in range(5):
         lengths = random_lengths(seed)
-        priority = [random.Random(seed + 100).random() for _ in lengths]
+        rng = random.Random(seed + 100)
+        priority = [rng.random() for _ in lengths]
         order = sorted(range(len(lengths)), key=lambda i: (priority[i], i))
         assert replay_nonpreemptive(lengths, [0.0] * len(lengths), priority, 4) == \
             replay_latency_steps(lengths, order, 4)
